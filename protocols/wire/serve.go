@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
-		"time"
+	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/prometheus/client_golang/prometheus"
