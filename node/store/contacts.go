@@ -1,0 +1,193 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
+)
+
+// Contact states. Only accepted contacts may chat; the others belong to the
+// friend-request flow.
+const (
+	StateAccepted   = "accepted"
+	StatePendingIn  = "pending_in"
+	StatePendingOut = "pending_out"
+	StateBlocked    = "blocked"
+)
+
+// Contact is a peer the user knows.
+type Contact struct {
+	PeerID peer.ID
+	// Name is the user's local name for the contact ("" if none); unique,
+	// case-insensitively.
+	Name  string
+	State string
+	// Rendezvous are rendezvous servers the contact said it uses (from its
+	// invite), tried when looking it up.
+	Rendezvous []ma.Multiaddr
+	CreatedAt  time.Time
+	UpdatedAt  time.Time
+}
+
+// Label is how the contact is shown: its name, or its peer ID.
+func (c Contact) Label() string {
+	if c.Name != "" {
+		return c.Name
+	}
+	return c.PeerID.String()
+}
+
+// AddContact inserts c. It returns ErrExists if the peer or the name is
+// already taken.
+func (s *Store) AddContact(ctx context.Context, c Contact) error {
+	now := time.Now()
+	if c.State == "" {
+		c.State = StateAccepted
+	}
+	_, err := s.db.ExecContext(ctx, `INSERT INTO contacts (peer_id, name, state, rendezvous, created_at, updated_at)
+		VALUES (?, ?, ?, ?, ?, ?)`,
+		c.PeerID.String(), c.Name, c.State, joinAddrs(c.Rendezvous), now.UnixMilli(), now.UnixMilli())
+	if err != nil {
+		return fmt.Errorf("add contact: %w", classify(err))
+	}
+	return nil
+}
+
+// UpdateContact rewrites the mutable fields of the contact with c.PeerID.
+func (s *Store) UpdateContact(ctx context.Context, c Contact) error {
+	res, err := s.db.ExecContext(ctx, `UPDATE contacts SET name = ?, state = ?, rendezvous = ?, updated_at = ? WHERE peer_id = ?`,
+		c.Name, c.State, joinAddrs(c.Rendezvous), time.Now().UnixMilli(), c.PeerID.String())
+	if err != nil {
+		return fmt.Errorf("update contact: %w", classify(err))
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("contact %s: %w", c.PeerID, ErrNotFound)
+	}
+	return nil
+}
+
+// RemoveContact deletes the contact with id.
+func (s *Store) RemoveContact(ctx context.Context, id peer.ID) error {
+	res, err := s.db.ExecContext(ctx, `DELETE FROM contacts WHERE peer_id = ?`, id.String())
+	if err != nil {
+		return fmt.Errorf("remove contact: %w", classify(err))
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("contact %s: %w", id, ErrNotFound)
+	}
+	return nil
+}
+
+// Contacts lists all contacts, by name then peer ID.
+func (s *Store) Contacts(ctx context.Context) ([]Contact, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT peer_id, name, state, rendezvous, created_at, updated_at
+		FROM contacts ORDER BY name = '', name COLLATE NOCASE, peer_id`)
+	if err != nil {
+		return nil, fmt.Errorf("list contacts: %w", classify(err))
+	}
+	defer rows.Close()
+	var out []Contact
+	for rows.Next() {
+		c, err := scanContact(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, c)
+	}
+	return out, rows.Err()
+}
+
+// ContactByPeer returns the contact with id, or ErrNotFound.
+func (s *Store) ContactByPeer(ctx context.Context, id peer.ID) (Contact, error) {
+	row := s.db.QueryRowContext(ctx, `SELECT peer_id, name, state, rendezvous, created_at, updated_at
+		FROM contacts WHERE peer_id = ?`, id.String())
+	return scanContact(row)
+}
+
+// FindContact resolves ref, a contact's name (case-insensitive) or peer ID.
+func (s *Store) FindContact(ctx context.Context, ref string) (Contact, error) {
+	if id, err := peer.Decode(ref); err == nil {
+		if c, err := s.ContactByPeer(ctx, id); err == nil || !errors.Is(err, ErrNotFound) {
+			return c, err
+		}
+	}
+	row := s.db.QueryRowContext(ctx, `SELECT peer_id, name, state, rendezvous, created_at, updated_at
+		FROM contacts WHERE name = ? COLLATE NOCASE AND name != ''`, ref)
+	c, err := scanContact(row)
+	if errors.Is(err, ErrNotFound) {
+		return Contact{}, fmt.Errorf("no contact named %q: %w", ref, ErrNotFound)
+	}
+	return c, err
+}
+
+type scanner interface{ Scan(...any) error }
+
+func scanContact(r scanner) (Contact, error) {
+	var (
+		c                Contact
+		id, rdv          string
+		created, updated int64
+	)
+	if err := r.Scan(&id, &c.Name, &c.State, &rdv, &created, &updated); err != nil {
+		if errors.Is(err, sql.ErrNoRows) {
+			return Contact{}, ErrNotFound
+		}
+		return Contact{}, fmt.Errorf("read contact: %w", classify(err))
+	}
+	pid, err := peer.Decode(id)
+	if err != nil {
+		return Contact{}, fmt.Errorf("stored peer id %q: %w", id, err)
+	}
+	c.PeerID = pid
+	c.Rendezvous = splitAddrs(rdv)
+	c.CreatedAt = time.UnixMilli(created)
+	c.UpdatedAt = time.UnixMilli(updated)
+	return c, nil
+}
+
+func joinAddrs(as []ma.Multiaddr) string {
+	ss := make([]string, 0, len(as))
+	for _, a := range as {
+		ss = append(ss, a.String())
+	}
+	return strings.Join(ss, "\n")
+}
+
+func splitAddrs(s string) []ma.Multiaddr {
+	var out []ma.Multiaddr
+	for _, line := range strings.Split(s, "\n") {
+		if a, err := ma.NewMultiaddr(line); err == nil {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// Setting returns a node-local setting ("" if unset).
+func (s *Store) Setting(ctx context.Context, key string) (string, error) {
+	var v string
+	err := s.db.QueryRowContext(ctx, `SELECT value FROM settings WHERE key = ?`, key).Scan(&v)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("read setting %s: %w", key, classify(err))
+	}
+	return v, nil
+}
+
+// SetSetting stores a node-local setting.
+func (s *Store) SetSetting(ctx context.Context, key, value string) error {
+	_, err := s.db.ExecContext(ctx, `INSERT INTO settings (key, value) VALUES (?, ?)
+		ON CONFLICT(key) DO UPDATE SET value = excluded.value`, key, value)
+	if err != nil {
+		return fmt.Errorf("write setting %s: %w", key, classify(err))
+	}
+	return nil
+}
