@@ -1,0 +1,172 @@
+package control
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"syscall"
+)
+
+// ErrNoDaemon means nothing answers on the control socket.
+var ErrNoDaemon = errors.New("no natter daemon is running")
+
+// APIError is a non-2xx answer from the daemon.
+type APIError struct {
+	Code    int
+	Message string
+}
+
+func (e *APIError) Error() string { return e.Message }
+
+// Client talks to one daemon.
+type Client struct {
+	hc     *http.Client
+	socket string
+	base   string
+	token  string
+}
+
+// SocketPath is the control socket of the daemon owning dataDir.
+func SocketPath(dataDir string) string { return filepath.Join(dataDir, SocketName) }
+
+// NewClient returns a client for the daemon listening on the unix socket.
+func NewClient(socket string) *Client {
+	tr := &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", socket)
+		},
+		DisableCompression: true,
+	}
+	return &Client{hc: &http.Client{Transport: tr}, socket: socket, base: "http://natter/" + Version}
+}
+
+// NewTCPClient returns a client for a daemon whose control API also
+// listens on loopback TCP (addr "127.0.0.1:port") with a bearer token.
+func NewTCPClient(addr, token string) *Client {
+	return &Client{hc: &http.Client{}, base: "http://" + addr + "/" + Version, token: token}
+}
+
+// Do sends in (if non-nil) as JSON and decodes the answer into out (if
+// non-nil).
+func (c *Client) Do(ctx context.Context, method, path string, in, out any) error {
+	resp, err := c.send(ctx, method, path, in)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if out == nil {
+		_, _ = io.Copy(io.Discard, resp.Body)
+		return nil
+	}
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return fmt.Errorf("decode %s %s answer: %w", method, path, err)
+	}
+	return nil
+}
+
+// Stream sends a request and returns the open response body, for endpoints
+// that stream (events). The caller closes it.
+func (c *Client) Stream(ctx context.Context, path string) (io.ReadCloser, error) {
+	resp, err := c.send(ctx, http.MethodGet, path, nil)
+	if err != nil {
+		return nil, err
+	}
+	return resp.Body, nil
+}
+
+func (c *Client) send(ctx context.Context, method, path string, in any) (*http.Response, error) {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return nil, fmt.Errorf("encode request: %w", err)
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
+	if err != nil {
+		return nil, fmt.Errorf("build request: %w", err)
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		if isNoDaemon(err) {
+			return nil, ErrNoDaemon
+		}
+		return nil, fmt.Errorf("control api: %w", err)
+	}
+	if resp.StatusCode/100 != 2 {
+		defer resp.Body.Close()
+		var e Error
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+		if json.Unmarshal(b, &e) != nil || e.Error == "" {
+			e.Error = strings.TrimSpace(string(b))
+			if e.Error == "" {
+				e.Error = resp.Status
+			}
+		}
+		return nil, &APIError{Code: resp.StatusCode, Message: e.Error}
+	}
+	return resp, nil
+}
+
+func isNoDaemon(err error) bool {
+	return errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED)
+}
+
+// PathEscape escapes a contact reference for use in a URL path.
+func PathEscape(s string) string { return url.PathEscape(s) }
+
+// Status returns the daemon's status.
+func (c *Client) Status(ctx context.Context) (Status, error) {
+	var s Status
+	err := c.Do(ctx, http.MethodGet, "/status", nil, &s)
+	return s, err
+}
+
+// ID returns the node's peer ID and invite.
+func (c *Client) ID(ctx context.Context) (Identity, error) {
+	var id Identity
+	err := c.Do(ctx, http.MethodGet, "/id", nil, &id)
+	return id, err
+}
+
+// Contacts lists contacts.
+func (c *Client) Contacts(ctx context.Context) ([]Contact, error) {
+	var cs []Contact
+	err := c.Do(ctx, http.MethodGet, "/contacts", nil, &cs)
+	return cs, err
+}
+
+// AddContact adds a contact by peer ID or invite.
+func (c *Client) AddContact(ctx context.Context, req AddContactRequest) (Contact, error) {
+	var out Contact
+	err := c.Do(ctx, http.MethodPost, "/contacts", req, &out)
+	return out, err
+}
+
+// RemoveContact removes a contact.
+func (c *Client) RemoveContact(ctx context.Context, ref string) error {
+	return c.Do(ctx, http.MethodDelete, "/contacts/"+PathEscape(ref), nil, nil)
+}
+
+// Ping measures the RTT to a contact over the current path.
+func (c *Client) Ping(ctx context.Context, ref string) (PingResult, error) {
+	var r PingResult
+	err := c.Do(ctx, http.MethodPost, "/contacts/"+PathEscape(ref)+"/ping", nil, &r)
+	return r, err
+}

@@ -1,0 +1,143 @@
+// Package control is the contract between a natter daemon and its clients
+// (the CLI, the terminal UI, scripts): the JSON types of the control API and
+// a client for it.
+//
+// The API is HTTP+JSON on a unix socket in the data dir (mode 0600, so only
+// the owner can talk to the daemon). Every path starts with the API version
+// (/v1/...). Errors come back as a non-2xx status and {"error": "..."}.
+// Field names of these types are a contract: scripts depend on them, so
+// fields may be added but never renamed or removed within v1.
+package control
+
+import "time"
+
+// Version is the control API version prefix.
+const Version = "v1"
+
+// SocketName is the control socket's file name inside the data dir.
+const SocketName = "control.sock"
+
+// Path values of ContactStatus.Path.
+const (
+	PathDirect  = "direct"
+	PathRelayed = "relayed"
+	PathNone    = "none"
+)
+
+// Status is GET /v1/status.
+type Status struct {
+	PeerID  string `json:"peer_id"`
+	Name    string `json:"name"`
+	Version string `json:"version"`
+	// Reachability is what AutoNAT concluded: "public", "private" or
+	// "unknown".
+	Reachability string `json:"reachability"`
+	// NATMapping reports UPnP/NAT-PMP port mapping on the home router.
+	NATMapping NATMapping `json:"nat_mapping"`
+	// ListenAddrs are the local listen addresses; ObservedAddrs what the
+	// rendezvous servers see us as (our NAT's public side).
+	ListenAddrs   []string           `json:"listen_addrs"`
+	ObservedAddrs []string           `json:"observed_addrs"`
+	Rendezvous    []RendezvousStatus `json:"rendezvous"`
+	Contacts      []ContactStatus    `json:"contacts"`
+	StartedAt     time.Time          `json:"started_at"`
+}
+
+// NATMapping is the state of UPnP/NAT-PMP port mapping.
+type NATMapping struct {
+	Enabled bool `json:"enabled"`
+	// Found is true once a UPnP/NAT-PMP gateway was discovered.
+	Found bool `json:"found"`
+	// Mapped are external addresses the gateway mapped for us.
+	Mapped []string `json:"mapped"`
+}
+
+// RendezvousStatus is the node's link with one rendezvous server.
+type RendezvousStatus struct {
+	PeerID    string `json:"peer_id"`
+	Connected bool   `json:"connected"`
+	// Transports are the transports of the open connections ("tcp",
+	// "quic"): the node connects over both so both can be hole-punched.
+	Transports []string `json:"transports"`
+	// Reservation is "active" while the node holds a relay slot, "none"
+	// otherwise.
+	Reservation        string    `json:"reservation"`
+	ReservationExpires time.Time `json:"reservation_expires,omitzero"`
+	Registered         bool      `json:"registered"`
+	RegistrationExpiry time.Time `json:"registration_expires,omitzero"`
+	RTTMillis          float64   `json:"rtt_ms"`
+	LastError          string    `json:"last_error,omitempty"`
+}
+
+// ContactStatus is one contact's link.
+type ContactStatus struct {
+	PeerID    string `json:"peer_id"`
+	Name      string `json:"name"`
+	State     string `json:"state"`
+	Connected bool   `json:"connected"`
+	// Path is "direct", "relayed" or "none".
+	Path       string `json:"path"`
+	RemoteAddr string `json:"remote_addr"`
+	// Transport of the connection in use ("tcp", "quic", "relay").
+	Transport string  `json:"transport"`
+	RTTMillis float64 `json:"rtt_ms"`
+	// DirectSince is when the current direct link was made.
+	DirectSince time.Time `json:"direct_since,omitzero"`
+	LastError   string    `json:"last_error,omitempty"`
+}
+
+// Contact is an entry of GET /v1/contacts.
+type Contact struct {
+	PeerID     string    `json:"peer_id"`
+	Name       string    `json:"name"`
+	State      string    `json:"state"`
+	Rendezvous []string  `json:"rendezvous,omitempty"`
+	AddedAt    time.Time `json:"added_at"`
+}
+
+// AddContactRequest is POST /v1/contacts. Target is a peer ID or an invite.
+type AddContactRequest struct {
+	Target string `json:"target"`
+	Name   string `json:"name,omitempty"`
+	Note   string `json:"note,omitempty"`
+}
+
+// Identity is GET /v1/id.
+type Identity struct {
+	PeerID string `json:"peer_id"`
+	Invite string `json:"invite"`
+}
+
+// PingResult is POST /v1/contacts/{contact}/ping.
+type PingResult struct {
+	PeerID     string  `json:"peer_id"`
+	Path       string  `json:"path"`
+	RemoteAddr string  `json:"remote_addr"`
+	RTTMillis  float64 `json:"rtt_ms"`
+}
+
+// Error is the body of every non-2xx response.
+type Error struct {
+	Error string `json:"error"`
+}
+
+// Event types of GET /v1/events, which streams one JSON Event per line.
+// Clients must ignore types they do not know.
+const (
+	// EventHello is the first event of every stream.
+	EventHello = "hello"
+	// EventRendezvous: a rendezvous link went up or down (Connected).
+	EventRendezvous = "rendezvous"
+	// EventLink: a contact's link changed (Connected, Path).
+	EventLink = "link"
+)
+
+// Event is one line of the event stream.
+type Event struct {
+	Type      string    `json:"type"`
+	Time      time.Time `json:"time"`
+	PeerID    string    `json:"peer_id,omitempty"`
+	Name      string    `json:"name,omitempty"`
+	Connected bool      `json:"connected,omitempty"`
+	Path      string    `json:"path,omitempty"`
+}
