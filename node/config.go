@@ -1,0 +1,209 @@
+package node
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
+)
+
+// Config is everything a node can be told. Field tags are the config-file
+// keys (configs/node.yaml documents each one); defaults live in
+// DefaultConfig. Multiaddrs and peer IDs stay strings here, as the user
+// wrote them, and are checked by Validate.
+type Config struct {
+	// DataDir holds the identity, the database and the control socket.
+	DataDir string `mapstructure:"data_dir"`
+	// Listen are the local listen addresses.
+	Listen []string `mapstructure:"listen"`
+	// Transports enabled: "tcp", "quic" or both.
+	Transports []string `mapstructure:"transports"`
+	// Rendezvous are the rendezvous servers, full multiaddrs ending in
+	// /p2p/<id>. Several addresses of one server (TCP, QUIC, IPv6) are
+	// grouped by peer ID.
+	Rendezvous []string `mapstructure:"rendezvous"`
+	// NATPortMap asks the home router for a port mapping (UPnP/NAT-PMP).
+	NATPortMap bool `mapstructure:"nat_port_map"`
+	// HolePunching enables DCUtR hole punching.
+	HolePunching bool `mapstructure:"hole_punching"`
+	// RegistrationTTL is how long a registration on the rendezvous lasts;
+	// the node refreshes it at half that.
+	RegistrationTTL time.Duration `mapstructure:"registration_ttl"`
+	// Heartbeat is the interval of the pings on every rendezvous and
+	// contact link; a link that misses HeartbeatMisses in a row is dead.
+	Heartbeat       time.Duration `mapstructure:"heartbeat"`
+	HeartbeatMisses int           `mapstructure:"heartbeat_misses"`
+	// DirectRetry is the first delay before retrying a hole punch while a
+	// contact's link stays relayed; it doubles up to DirectRetryMax.
+	DirectRetry    time.Duration `mapstructure:"direct_retry"`
+	DirectRetryMax time.Duration `mapstructure:"direct_retry_max"`
+	// DHT enables peer routing over the rendezvous servers' DHT, used when
+	// a contact is not registered on our own rendezvous servers.
+	DHT bool `mapstructure:"dht"`
+	// Control configures the control API.
+	Control ControlConfig `mapstructure:"control"`
+	// LogLevel is debug, info, warn or error; LogFormat text or json.
+	LogLevel  string `mapstructure:"log_level"`
+	LogFormat string `mapstructure:"log_format"`
+}
+
+// ControlConfig configures the control API.
+type ControlConfig struct {
+	// Socket is the unix socket path ("" = <data_dir>/control.sock).
+	Socket string `mapstructure:"socket"`
+	// TCPListen, if set, also serves the API on this loopback address
+	// (e.g. 127.0.0.1:7420), guarded by the token in <data_dir>/control.token.
+	TCPListen string `mapstructure:"tcp_listen"`
+}
+
+// DefaultConfig returns the built-in defaults.
+func DefaultConfig() Config {
+	return Config{
+		Listen: []string{
+			"/ip4/0.0.0.0/tcp/0",
+			"/ip4/0.0.0.0/udp/0/quic-v1",
+			"/ip6/::/tcp/0",
+			"/ip6/::/udp/0/quic-v1",
+		},
+		Transports:      []string{"tcp", "quic"},
+		NATPortMap:      true,
+		HolePunching:    true,
+		RegistrationTTL: time.Hour,
+		Heartbeat:       10 * time.Second,
+		HeartbeatMisses: 2,
+		DirectRetry:     30 * time.Second,
+		DirectRetryMax:  10 * time.Minute,
+		DHT:             true,
+		LogLevel:        "info",
+		LogFormat:       "text",
+	}
+}
+
+// Validate checks every field and says which key is wrong and why.
+func (c Config) Validate() error {
+	var errs []error
+	if c.DataDir == "" {
+		errs = append(errs, errors.New("data_dir: must be set"))
+	}
+	if len(c.Transports) == 0 {
+		errs = append(errs, errors.New("transports: at least one of tcp, quic"))
+	}
+	for _, t := range c.Transports {
+		if t != "tcp" && t != "quic" {
+			errs = append(errs, fmt.Errorf("transports: %q is not tcp or quic", t))
+		}
+	}
+	if len(c.Listen) == 0 {
+		errs = append(errs, errors.New("listen: at least one address"))
+	}
+	for _, s := range c.Listen {
+		if _, err := ma.NewMultiaddr(s); err != nil {
+			errs = append(errs, fmt.Errorf("listen: %q is not a multiaddr: %v", s, err))
+		}
+	}
+	if _, err := c.RendezvousInfos(); err != nil {
+		errs = append(errs, err)
+	}
+	if c.RegistrationTTL < 2*time.Minute || c.RegistrationTTL > 72*time.Hour {
+		errs = append(errs, fmt.Errorf("registration_ttl: %s is outside 2m..72h", c.RegistrationTTL))
+	}
+	if c.Heartbeat < time.Second || c.Heartbeat > 5*time.Minute {
+		errs = append(errs, fmt.Errorf("heartbeat: %s is outside 1s..5m", c.Heartbeat))
+	}
+	if c.HeartbeatMisses < 1 || c.HeartbeatMisses > 100 {
+		errs = append(errs, fmt.Errorf("heartbeat_misses: %d is outside 1..100", c.HeartbeatMisses))
+	}
+	if c.DirectRetry < time.Second || c.DirectRetryMax < c.DirectRetry {
+		errs = append(errs, fmt.Errorf("direct_retry: %s must be >= 1s and <= direct_retry_max (%s)", c.DirectRetry, c.DirectRetryMax))
+	}
+	if c.Control.TCPListen != "" {
+		ap, err := netip.ParseAddrPort(c.Control.TCPListen)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("control.tcp_listen: %q is not ip:port: %v", c.Control.TCPListen, err))
+		} else if !ap.Addr().IsLoopback() {
+			errs = append(errs, fmt.Errorf("control.tcp_listen: %s is not a loopback address; the control API never listens on the network", ap.Addr()))
+		}
+	}
+	if !slices.Contains([]string{"debug", "info", "warn", "error"}, strings.ToLower(c.LogLevel)) {
+		errs = append(errs, fmt.Errorf("log_level: %q is not debug, info, warn or error", c.LogLevel))
+	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		errs = append(errs, fmt.Errorf("log_format: %q is not text or json", c.LogFormat))
+	}
+	return errors.Join(errs...)
+}
+
+// RendezvousInfos parses Rendezvous, grouping addresses by server.
+func (c Config) RendezvousInfos() ([]peer.AddrInfo, error) {
+	return ParseServerAddrs("rendezvous", c.Rendezvous)
+}
+
+// ParseServerAddrs parses multiaddrs that must each end in /p2p/<id> (so
+// that the server's identity is pinned) and groups them by peer ID. key
+// names the config key in errors.
+func ParseServerAddrs(key string, ss []string) ([]peer.AddrInfo, error) {
+	addrs := make([]ma.Multiaddr, 0, len(ss))
+	for _, s := range ss {
+		a, err := ma.NewMultiaddr(strings.TrimSpace(s))
+		if err != nil {
+			return nil, fmt.Errorf("%s: %q is not a multiaddr: %v", key, s, err)
+		}
+		if _, err := peer.IDFromP2PAddr(a); err != nil {
+			return nil, fmt.Errorf("%s: %q must end in /p2p/<peer id> so the server's identity is pinned", key, s)
+		}
+		addrs = append(addrs, a)
+	}
+	infos, err := peer.AddrInfosFromP2pAddrs(addrs...)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %v", key, err)
+	}
+	return infos, nil
+}
+
+func (c Config) listenAddrs() []ma.Multiaddr {
+	var out []ma.Multiaddr
+	for _, s := range c.Listen {
+		a, err := ma.NewMultiaddr(s)
+		if err != nil {
+			continue // Validate reported it
+		}
+		if isQUIC(a) && !slices.Contains(c.Transports, "quic") || isTCP(a) && !slices.Contains(c.Transports, "tcp") {
+			continue
+		}
+		out = append(out, a)
+	}
+	return out
+}
+
+func isQUIC(a ma.Multiaddr) bool {
+	_, err := a.ValueForProtocol(ma.P_QUIC_V1)
+	return err == nil
+}
+
+func isTCP(a ma.Multiaddr) bool {
+	_, err := a.ValueForProtocol(ma.P_TCP)
+	return err == nil
+}
+
+func isCircuit(a ma.Multiaddr) bool {
+	_, err := a.ValueForProtocol(ma.P_CIRCUIT)
+	return err == nil
+}
+
+// transportName names the transport of a connection's remote address.
+func transportName(a ma.Multiaddr) string {
+	switch {
+	case isCircuit(a):
+		return "relay"
+	case isQUIC(a):
+		return "quic"
+	case isTCP(a):
+		return "tcp"
+	}
+	return "other"
+}

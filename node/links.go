@@ -1,0 +1,398 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/peerstore"
+	"github.com/libp2p/go-libp2p/p2p/net/swarm"
+	"github.com/libp2p/go-libp2p/p2p/protocol/ping"
+	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/natterim/natter/node/control"
+	rdvproto "github.com/natterim/natter/protocols/rendezvous"
+)
+
+const (
+	// contactLookupTimeout bounds finding a contact's addresses.
+	contactLookupTimeout = 10 * time.Second
+	// contactDialTimeout bounds one connection attempt.
+	contactDialTimeout = 20 * time.Second
+)
+
+var errNoAddrs = errors.New("not found on any rendezvous server or in the DHT (offline?)")
+
+// contactLinks are the node's links with its contacts, one per contact.
+type contactLinks struct {
+	mu sync.Mutex
+	m  map[peer.ID]*contactLink
+}
+
+func newContactLinks() *contactLinks { return &contactLinks{m: map[peer.ID]*contactLink{}} }
+
+func (cl *contactLinks) get(p peer.ID) *contactLink {
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	return cl.m[p]
+}
+
+// contactLink is the state of the link with one contact, as status shows
+// it.
+type contactLink struct {
+	id     peer.ID
+	cancel context.CancelFunc
+	done   chan struct{}
+
+	mu          sync.Mutex
+	path        string
+	remote      ma.Multiaddr
+	rtt         time.Duration
+	directSince time.Time
+	lastErr     string
+}
+
+func (l *contactLink) setErr(err error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err == nil {
+		l.lastErr = ""
+	} else {
+		l.lastErr = err.Error()
+	}
+}
+
+// startContact starts keeping a link with p. It is a no-op if one runs.
+func (n *Node) startContact(p peer.ID) {
+	n.links.mu.Lock()
+	defer n.links.mu.Unlock()
+	if _, ok := n.links.m[p]; ok || n.ctx.Err() != nil {
+		return
+	}
+	ctx, cancel := context.WithCancel(n.ctx)
+	l := &contactLink{id: p, cancel: cancel, done: make(chan struct{}), path: control.PathNone}
+	n.links.m[p] = l
+	n.host.ConnManager().Protect(p, "natter-contact")
+	n.goRun(func(context.Context) {
+		defer close(l.done)
+		n.runContact(ctx, l)
+	})
+}
+
+// stopContact stops the link with p and closes our connections to it.
+func (n *Node) stopContact(p peer.ID) {
+	n.links.mu.Lock()
+	l, ok := n.links.m[p]
+	delete(n.links.m, p)
+	n.links.mu.Unlock()
+	if !ok {
+		return
+	}
+	l.cancel()
+	<-l.done
+	n.host.ConnManager().Unprotect(p, "natter-contact")
+	if !n.isRendezvous(p) {
+		_ = n.host.Network().ClosePeer(p)
+	}
+}
+
+func (n *Node) isRendezvous(p peer.ID) bool {
+	for _, l := range n.rdvs {
+		if l.info.ID == p {
+			return true
+		}
+	}
+	return false
+}
+
+// runContact keeps the link with one contact up: connect (through the
+// relay if need be), watch the path, heartbeat, and while the link stays
+// relayed retry the hole punch with backoff.
+func (n *Node) runContact(ctx context.Context, l *contactLink) {
+	// Dialling before we know our public address makes the peer's hole
+	// punch fail (see DESIGN.md), so wait until the node is ready.
+	select {
+	case <-ctx.Done():
+		return
+	case <-n.ready:
+	}
+	var (
+		p          = l.id
+		dialBo     = newBackoff(time.Second, time.Minute)
+		directBo   = newBackoff(n.cfg.DirectRetry, n.cfg.DirectRetryMax)
+		nextDirect time.Time
+		punching   = make(chan error, 1)
+		inPunch    bool
+		misses     int
+		hb         = time.NewTicker(n.cfg.Heartbeat)
+		timer      = time.NewTimer(time.Hour)
+	)
+	defer hb.Stop()
+	defer timer.Stop()
+	for ctx.Err() == nil {
+		changed := n.watch.changed(p)
+		path := n.updatePath(ctx, l)
+		var wake time.Duration = time.Hour
+		switch path {
+		case control.PathNone:
+			misses = 0
+			err := n.connectContact(ctx, p)
+			if err == nil {
+				dialBo.reset()
+				nextDirect = time.Now().Add(n.cfg.DirectRetry)
+				continue
+			}
+			if ctx.Err() != nil {
+				return
+			}
+			l.setErr(err)
+			n.log.Debug("contact unreachable", "peer", p.ShortString(), "err", err)
+			wake = dialBo.next()
+		case control.PathRelayed:
+			if n.hps.Load() != nil && n.holePunchArmed() && !inPunch && !time.Now().Before(nextDirect) {
+				inPunch = true
+				n.goRun(func(context.Context) { punching <- n.hps.Load().DirectConnect(p) })
+			}
+			if !inPunch {
+				wake = max(time.Until(nextDirect), 0)
+			}
+		case control.PathDirect:
+			directBo.reset()
+			l.setErr(nil)
+		}
+		timer.Reset(wake)
+		select {
+		case <-ctx.Done():
+			if inPunch {
+				<-punching // DirectConnect is bounded by its own timeouts
+			}
+			return
+		case <-changed:
+		case <-timer.C:
+		case err := <-punching:
+			inPunch = false
+			nextDirect = time.Now().Add(directBo.next())
+			if err != nil {
+				n.log.Debug("hole punch retry failed", "peer", p.ShortString(), "err", err, "next", time.Until(nextDirect).Round(time.Second))
+			}
+		case <-hb.C:
+			if path == control.PathNone {
+				continue
+			}
+			rtt, _, err := n.pingPeer(ctx, p)
+			if err != nil {
+				misses++
+				if misses >= n.cfg.HeartbeatMisses {
+					n.log.Info("contact link dead, reconnecting", "peer", p.ShortString(), "misses", misses, "err", err)
+					l.setErr(fmt.Errorf("%d heartbeats missed: %w", misses, err))
+					_ = n.host.Network().ClosePeer(p)
+					misses = 0
+				}
+				continue
+			}
+			misses = 0
+			l.mu.Lock()
+			l.rtt = rtt
+			l.mu.Unlock()
+		}
+	}
+}
+
+// updatePath reads the current path to l's peer from the open connections,
+// records it, and announces changes.
+func (n *Node) updatePath(ctx context.Context, l *contactLink) string {
+	path, c := n.pathTo(l.id)
+	var remote ma.Multiaddr
+	if c != nil {
+		remote = c.RemoteMultiaddr()
+	}
+	l.mu.Lock()
+	old := l.path
+	l.path, l.remote = path, remote
+	switch {
+	case path == control.PathDirect && old != control.PathDirect:
+		l.directSince = time.Now()
+	case path != control.PathDirect:
+		l.directSince = time.Time{}
+	}
+	l.mu.Unlock()
+	if old != path {
+		name := ""
+		if c, err := n.store.ContactByPeer(ctx, l.id); err == nil {
+			name = c.Name
+		}
+		n.log.Info("contact link", "peer", l.id.ShortString(), "name", name, "path", path, "remote", remote)
+		n.publish(control.Event{Type: control.EventLink, PeerID: l.id.String(), Name: name, Connected: path != control.PathNone, Path: path})
+	}
+	return path
+}
+
+// pathTo names the best connection to p: direct if any connection is
+// neither relayed nor limited, relayed if only relayed ones are open.
+func (n *Node) pathTo(p peer.ID) (string, network.Conn) {
+	var relayed network.Conn
+	for _, c := range n.host.Network().ConnsToPeer(p) {
+		if c.IsClosed() {
+			continue
+		}
+		if isCircuit(c.RemoteMultiaddr()) || c.Stat().Limited {
+			relayed = c
+			continue
+		}
+		return control.PathDirect, c
+	}
+	if relayed != nil {
+		return control.PathRelayed, relayed
+	}
+	return control.PathNone, nil
+}
+
+// connectContact finds p's addresses and connects, through a relay if that
+// is the only way. DCUtR then upgrades a relayed link by itself.
+func (n *Node) connectContact(ctx context.Context, p peer.ID) error {
+	if err := n.findContact(ctx, p); err != nil {
+		return err
+	}
+	if sw, ok := n.host.Network().(*swarm.Swarm); ok {
+		sw.Backoff().Clear(p) // we pace our own retries
+	}
+	dctx, cancel := context.WithTimeout(ctx, contactDialTimeout)
+	defer cancel()
+	if err := n.host.Connect(network.WithAllowLimitedConn(dctx, "natter-contact"), peer.AddrInfo{ID: p}); err != nil {
+		return fmt.Errorf("connect: %w", err)
+	}
+	return nil
+}
+
+// findContact puts fresh addresses of p into the peerstore: its
+// registration on each rendezvous server we are connected to, relay
+// addresses through the servers its invite named, and as a last resort the
+// DHT.
+func (n *Node) findContact(ctx context.Context, p peer.ID) error {
+	lctx, cancel := context.WithTimeout(ctx, contactLookupTimeout)
+	defer cancel()
+	found := false
+	var lastErr error
+	for _, l := range n.rdvs {
+		if !l.isConnected() {
+			continue
+		}
+		ai, err := n.rdvc.Lookup(lctx, l.info.ID, p)
+		if err != nil {
+			if !errors.Is(err, rdvproto.ErrNotFound) {
+				lastErr = err
+			}
+			continue
+		}
+		n.host.Peerstore().AddAddrs(p, ai.Addrs, n.cfg.RegistrationTTL)
+		found = found || len(ai.Addrs) > 0
+	}
+	if found {
+		return nil
+	}
+	if c, err := n.store.ContactByPeer(ctx, p); err == nil {
+		circuit := ma.StringCast("/p2p-circuit/p2p/" + p.String())
+		for _, a := range c.Rendezvous {
+			if _, err := peer.IDFromP2PAddr(a); err != nil {
+				continue
+			}
+			n.host.Peerstore().AddAddr(p, a.Encapsulate(circuit), peerstore.TempAddrTTL)
+			found = true
+		}
+	}
+	if !found && n.dht != nil {
+		ai, err := n.dht.FindPeer(lctx, p)
+		if err == nil && len(ai.Addrs) > 0 {
+			n.host.Peerstore().AddAddrs(p, ai.Addrs, peerstore.TempAddrTTL)
+			return nil
+		}
+		if err != nil {
+			lastErr = err
+		}
+	}
+	if found || len(n.host.Peerstore().Addrs(p)) > 0 {
+		return nil
+	}
+	if lastErr != nil {
+		return fmt.Errorf("%w: %v", errNoAddrs, lastErr)
+	}
+	return errNoAddrs
+}
+
+// pingPeer measures one round trip over the connection libp2p picks for a
+// new stream (the direct one when there is one) and returns that
+// connection.
+func (n *Node) pingPeer(ctx context.Context, p peer.ID) (time.Duration, network.Conn, error) {
+	pctx, cancel := context.WithTimeout(ctx, n.cfg.Heartbeat)
+	defer cancel()
+	s, err := n.host.NewStream(network.WithNoDial(network.WithAllowLimitedConn(pctx, "ping"), "ping"), p, ping.ID)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer s.Close()
+	if dl, ok := pctx.Deadline(); ok {
+		_ = s.SetDeadline(dl)
+	}
+	buf := make([]byte, ping.PingSize)
+	if _, err := rand.Read(buf); err != nil {
+		s.Reset()
+		return 0, nil, err
+	}
+	start := time.Now()
+	if _, err := s.Write(buf); err != nil {
+		s.Reset()
+		return 0, nil, err
+	}
+	got := make([]byte, ping.PingSize)
+	if _, err := io.ReadFull(s, got); err != nil {
+		s.Reset()
+		return 0, nil, err
+	}
+	rtt := time.Since(start)
+	if !bytes.Equal(buf, got) {
+		s.Reset()
+		return 0, nil, errors.New("ping: wrong echo")
+	}
+	n.host.Peerstore().RecordLatency(p, rtt)
+	return rtt, s.Conn(), nil
+}
+
+// contactStatus is the status of every contact's link.
+func (n *Node) contactStatus(ctx context.Context) ([]control.ContactStatus, error) {
+	cs, err := n.store.Contacts(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]control.ContactStatus, 0, len(cs))
+	for _, c := range cs {
+		st := control.ContactStatus{PeerID: c.PeerID.String(), Name: c.Name, State: c.State, Path: control.PathNone}
+		path, conn := n.pathTo(c.PeerID)
+		st.Path = path
+		st.Connected = path != control.PathNone
+		if conn != nil {
+			st.RemoteAddr = conn.RemoteMultiaddr().String()
+			st.Transport = transportName(conn.RemoteMultiaddr())
+		}
+		if l := n.links.get(c.PeerID); l != nil {
+			l.mu.Lock()
+			st.RTTMillis = millis(l.rtt)
+			if path == control.PathDirect {
+				st.DirectSince = l.directSince
+			}
+			st.LastError = l.lastErr
+			l.mu.Unlock()
+		}
+		if !st.Connected {
+			st.RTTMillis = 0
+		}
+		out = append(out, st)
+	}
+	return out, nil
+}

@@ -1,0 +1,380 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/client"
+	"github.com/libp2p/go-libp2p/p2p/protocol/ping"
+	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/natterim/natter/node/control"
+	rdvproto "github.com/natterim/natter/protocols/rendezvous"
+)
+
+// Timeouts of single rendezvous operations.
+const (
+	rdvConnectTimeout = 20 * time.Second
+	rdvRequestTimeout = 10 * time.Second
+	// rdvRetryFailed is how soon a failed reservation or registration is
+	// tried again while the connection stays up.
+	rdvRetryFailed = 15 * time.Second
+)
+
+var errRendezvousLost = errors.New("connection to rendezvous lost")
+
+// rdvLink is the node's relationship with one rendezvous server.
+type rdvLink struct {
+	info peer.AddrInfo
+
+	// addrsChanged wakes the session to re-register with fresh addresses.
+	addrsChanged chan struct{}
+
+	mu          sync.Mutex
+	connected   bool
+	rsvp        *client.Reservation
+	circuits    []ma.Multiaddr
+	regExpires  time.Time
+	rtt         time.Duration
+	observed    map[string]ma.Multiaddr // by transport
+	lastErr     string
+	connectedAt time.Time
+}
+
+func newRdvLink(ai peer.AddrInfo) *rdvLink {
+	return &rdvLink{info: ai, addrsChanged: make(chan struct{}, 1), observed: map[string]ma.Multiaddr{}}
+}
+
+// circuitAddrs are our relay addresses through this server, while we hold
+// a reservation on it.
+func (l *rdvLink) circuitAddrs() []ma.Multiaddr {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.rsvp == nil || time.Now().After(l.rsvp.Expiration) {
+		return nil
+	}
+	return slices.Clone(l.circuits)
+}
+
+func (l *rdvLink) setReservation(r *client.Reservation) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.rsvp = r
+	l.circuits = nil
+	if r == nil {
+		return
+	}
+	suffix := ma.StringCast("/p2p/" + l.info.ID.String() + "/p2p-circuit")
+	for _, a := range l.info.Addrs {
+		l.circuits = append(l.circuits, a.Encapsulate(suffix))
+	}
+}
+
+func (l *rdvLink) setObserved(local, observed ma.Multiaddr) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.observed[transportName(local)] = observed
+}
+
+func (l *rdvLink) setErr(err error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err == nil {
+		l.lastErr = ""
+	} else {
+		l.lastErr = err.Error()
+	}
+}
+
+func (l *rdvLink) signalAddrsChanged() {
+	select {
+	case l.addrsChanged <- struct{}{}:
+	default:
+	}
+}
+
+func (l *rdvLink) isConnected() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.connected
+}
+
+// runRendezvous keeps the link with one server up for the node's lifetime,
+// reconnecting with backoff.
+func (n *Node) runRendezvous(ctx context.Context, l *rdvLink) {
+	bo := newBackoff(500*time.Millisecond, time.Minute)
+	for ctx.Err() == nil {
+		start := time.Now()
+		err := n.rdvSession(ctx, l)
+		l.mu.Lock()
+		l.connected = false
+		l.rsvp, l.circuits, l.regExpires = nil, nil, time.Time{}
+		l.mu.Unlock()
+		if ctx.Err() != nil {
+			return
+		}
+		l.setErr(err)
+		n.log.Warn("rendezvous unavailable", "server", l.info.ID.String(), "err", err)
+		n.publish(control.Event{Type: control.EventRendezvous, PeerID: l.info.ID.String(), Connected: false})
+		if time.Since(start) > 2*time.Minute {
+			bo.reset() // it was up for a while: this is a fresh outage
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(bo.next()):
+		}
+	}
+}
+
+// rdvSession runs one connection to the server: connect, reserve,
+// register, then refresh and heartbeat until the connection is lost.
+func (n *Node) rdvSession(ctx context.Context, l *rdvLink) error {
+	id := l.info.ID
+	if err := n.connectRendezvous(ctx, l); err != nil {
+		return fmt.Errorf("connect: %w", err)
+	}
+	l.mu.Lock()
+	l.connected, l.connectedAt = true, time.Now()
+	l.mu.Unlock()
+	l.setErr(nil)
+	n.log.Info("rendezvous connected", "server", id.String(), "transports", n.transportsTo(id))
+	n.publish(control.Event{Type: control.EventRendezvous, PeerID: id.String(), Connected: true})
+
+	var (
+		reserveAt  = time.Now()
+		registerAt = time.Now()
+		misses     int
+		hb         = time.NewTicker(n.cfg.Heartbeat)
+		timer      = time.NewTimer(0)
+	)
+	defer hb.Stop()
+	defer timer.Stop()
+	for {
+		changed := n.watch.changed(id)
+		if n.host.Network().Connectedness(id) != network.Connected {
+			return errRendezvousLost
+		}
+		now := time.Now()
+		if !now.Before(reserveAt) {
+			reserveAt = n.reserve(ctx, l)
+			registerAt = now // our relay address changed
+		}
+		if !now.Before(registerAt) {
+			registerAt = n.register(ctx, l)
+		}
+		timer.Reset(time.Until(minTime(reserveAt, registerAt)))
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-changed:
+		case <-l.addrsChanged:
+			registerAt = time.Now()
+		case <-timer.C:
+		case <-hb.C:
+			rtt, err := n.ping(ctx, id)
+			if err != nil {
+				misses++
+				n.log.Debug("rendezvous heartbeat missed", "server", id.String(), "misses", misses, "err", err)
+				if misses >= n.cfg.HeartbeatMisses {
+					_ = n.host.Network().ClosePeer(id)
+					return fmt.Errorf("%d heartbeats missed: %w", misses, errRendezvousLost)
+				}
+				continue
+			}
+			misses = 0
+			l.mu.Lock()
+			l.rtt = rtt
+			l.mu.Unlock()
+		}
+	}
+}
+
+// connectRendezvous connects to the server once per transport we share
+// with it, concurrently (see dialPlan). It succeeds if any connection
+// comes up.
+func (n *Node) connectRendezvous(ctx context.Context, l *rdvLink) error {
+	var ts []string
+	for _, a := range l.info.Addrs {
+		t := transportName(a)
+		if slices.Contains(n.cfg.Transports, t) && !slices.Contains(ts, t) {
+			ts = append(ts, t)
+		}
+	}
+	if len(ts) == 0 {
+		return fmt.Errorf("no address of the server uses our transports %v", n.cfg.Transports)
+	}
+	cctx, cancel := context.WithTimeout(ctx, rdvConnectTimeout)
+	defer cancel()
+	n.plan.expect(l.info.ID, ts)
+	errs := make(chan error, len(ts))
+	for range ts {
+		go func() { errs <- n.host.Connect(cctx, l.info) }()
+	}
+	var firstErr error
+	ok := false
+	for range ts {
+		if err := <-errs; err == nil {
+			ok = true
+		} else if firstErr == nil {
+			firstErr = err
+		}
+	}
+	n.plan.expect(l.info.ID, nil)
+	if ok {
+		return nil
+	}
+	return firstErr
+}
+
+// reserve takes or renews the relay slot; it returns when to do it again.
+func (n *Node) reserve(ctx context.Context, l *rdvLink) time.Time {
+	rctx, cancel := context.WithTimeout(ctx, rdvRequestTimeout)
+	defer cancel()
+	r, err := client.Reserve(rctx, n.host, l.info)
+	if err != nil {
+		l.setErr(fmt.Errorf("relay reservation: %w", err))
+		n.log.Warn("relay reservation failed", "server", l.info.ID.String(), "err", err)
+		l.setReservation(nil)
+		return time.Now().Add(rdvRetryFailed)
+	}
+	l.setReservation(r)
+	n.log.Info("relay reservation", "server", l.info.ID.String(), "expires", r.Expiration.Format(time.RFC3339))
+	// Renew when three quarters of the slot's life have passed.
+	return time.Now().Add(time.Until(r.Expiration) * 3 / 4)
+}
+
+// register publishes our signed peer record under our peer ID; it returns
+// when to refresh it.
+func (n *Node) register(ctx context.Context, l *rdvLink) time.Time {
+	rctx, cancel := context.WithTimeout(ctx, rdvRequestTimeout)
+	defer cancel()
+	addrs := n.registrationAddrs()
+	ttl, err := n.rdvc.Register(rctx, l.info.ID, rdvproto.PeerNamespace(n.host.ID()), addrs, n.cfg.RegistrationTTL)
+	if err != nil {
+		l.setErr(fmt.Errorf("register: %w", err))
+		n.log.Warn("registration failed", "server", l.info.ID.String(), "err", err)
+		return time.Now().Add(rdvRetryFailed)
+	}
+	l.mu.Lock()
+	l.regExpires = time.Now().Add(ttl)
+	l.mu.Unlock()
+	n.log.Debug("registered", "server", l.info.ID.String(), "ttl", ttl, "addrs", len(addrs))
+	return time.Now().Add(ttl / 2)
+}
+
+// registrationAddrs are the host's addresses plus the relay addresses of
+// every current reservation (the host's cached address list lags behind a
+// reservation by a few seconds).
+func (n *Node) registrationAddrs() []ma.Multiaddr {
+	addrs := n.advertisedAddrs()
+	for _, l := range n.rdvs {
+		addrs = append(addrs, l.circuitAddrs()...)
+	}
+	return ma.Unique(addrs)
+}
+
+// unregisterAll withdraws our registrations so contacts see us leave at
+// once. Best effort, bounded in time.
+func (n *Node) unregisterAll() {
+	if n.host == nil || n.rdvc == nil {
+		return
+	}
+	var wg sync.WaitGroup
+	for _, l := range n.rdvs {
+		if !l.isConnected() {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			_ = n.rdvc.Unregister(ctx, l.info.ID, rdvproto.PeerNamespace(n.host.ID()))
+		}()
+	}
+	wg.Wait()
+}
+
+// ping measures one round trip to p over the best current connection.
+func (n *Node) ping(ctx context.Context, p peer.ID) (time.Duration, error) {
+	pctx, cancel := context.WithTimeout(ctx, n.cfg.Heartbeat)
+	defer cancel()
+	select {
+	case r := <-ping.Ping(pctx, n.host, p):
+		if r.Error != nil {
+			return 0, r.Error
+		}
+		n.host.Peerstore().RecordLatency(p, r.RTT)
+		return r.RTT, nil
+	case <-pctx.Done():
+		return 0, pctx.Err()
+	}
+}
+
+// transportsTo lists the transports of our connections to p.
+func (n *Node) transportsTo(p peer.ID) []string {
+	var ts []string
+	for _, c := range n.host.Network().ConnsToPeer(p) {
+		t := transportName(c.RemoteMultiaddr())
+		if !slices.Contains(ts, t) {
+			ts = append(ts, t)
+		}
+	}
+	slices.Sort(ts)
+	return ts
+}
+
+func (n *Node) rendezvousStatus() []control.RendezvousStatus {
+	out := make([]control.RendezvousStatus, 0, len(n.rdvs))
+	for _, l := range n.rdvs {
+		l.mu.Lock()
+		s := control.RendezvousStatus{
+			PeerID:             l.info.ID.String(),
+			Connected:          l.connected && n.host.Network().Connectedness(l.info.ID) == network.Connected,
+			Reservation:        "none",
+			RegistrationExpiry: l.regExpires,
+			Registered:         time.Now().Before(l.regExpires),
+			RTTMillis:          millis(l.rtt),
+			LastError:          l.lastErr,
+		}
+		if l.rsvp != nil && time.Now().Before(l.rsvp.Expiration) {
+			s.Reservation, s.ReservationExpires = "active", l.rsvp.Expiration
+		}
+		l.mu.Unlock()
+		s.Transports = n.transportsTo(l.info.ID)
+		out = append(out, s)
+	}
+	return out
+}
+
+// observedAddrs are our public addresses as the rendezvous servers see them.
+func (n *Node) observedAddrs() []string {
+	var out []string
+	for _, l := range n.rdvs {
+		l.mu.Lock()
+		for _, a := range l.observed {
+			if !slices.Contains(out, a.String()) {
+				out = append(out, a.String())
+			}
+		}
+		l.mu.Unlock()
+	}
+	slices.Sort(out)
+	return out
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}
+
+func millis(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
