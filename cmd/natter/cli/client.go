@@ -1,0 +1,262 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/natterim/natter/node/control"
+)
+
+// apiTimeout bounds one control API call of a CLI command.
+const apiTimeout = 30 * time.Second
+
+func apiCtx(cmd *cobra.Command) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(cmd.Context(), apiTimeout)
+}
+
+func newIDCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "id",
+		Short: "Print this node's peer ID, then an invite for `contacts add`",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, cancel := apiCtx(cmd)
+			defer cancel()
+			id, err := g.client().ID(ctx)
+			if err != nil {
+				return g.apiErr(err)
+			}
+			fmt.Fprintln(g.stdout, id.PeerID)
+			fmt.Fprintln(g.stdout, id.Invite)
+			return nil
+		},
+	}
+}
+
+func newContactsCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "contacts",
+		Short: "Add, list and remove contacts",
+		Args:  cobra.NoArgs,
+		RunE:  func(cmd *cobra.Command, _ []string) error { return listContacts(cmd, g, false) },
+	}
+	var name string
+	add := &cobra.Command{
+		Use:   "add <peerID|invite> [--name NAME]",
+		Short: "Add a contact by peer ID or invite (from their `natter id`)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx, cancel := apiCtx(cmd)
+			defer cancel()
+			c, err := g.client().AddContact(ctx, control.AddContactRequest{Target: args[0], Name: name})
+			if err != nil {
+				return g.apiErr(err)
+			}
+			fmt.Fprintf(g.stdout, "added %s\n", label(c.Name, c.PeerID))
+			return nil
+		},
+	}
+	add.Flags().StringVar(&name, "name", "", "local name for the contact (default: the name in the invite)")
+	var asJSON bool
+	list := &cobra.Command{
+		Use:   "list [--json]",
+		Short: "List contacts",
+		Args:  cobra.NoArgs,
+		RunE:  func(cmd *cobra.Command, _ []string) error { return listContacts(cmd, g, asJSON) },
+	}
+	list.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	remove := &cobra.Command{
+		Use:     "remove <contact>",
+		Aliases: []string{"rm"},
+		Short:   "Remove a contact (by name or peer ID)",
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx, cancel := apiCtx(cmd)
+			defer cancel()
+			if err := g.client().RemoveContact(ctx, args[0]); err != nil {
+				return g.apiErr(err)
+			}
+			fmt.Fprintf(g.stdout, "removed %s\n", args[0])
+			return nil
+		},
+	}
+	cmd.AddCommand(add, list, remove)
+	return cmd
+}
+
+func listContacts(cmd *cobra.Command, g *globals, asJSON bool) error {
+	ctx, cancel := apiCtx(cmd)
+	defer cancel()
+	cs, err := g.client().Contacts(ctx)
+	if err != nil {
+		return g.apiErr(err)
+	}
+	if asJSON {
+		return printJSON(g.stdout, cs)
+	}
+	if len(cs) == 0 {
+		fmt.Fprintln(g.stdout, "no contacts yet; add one with: natter contacts add <peerID|invite>")
+		return nil
+	}
+	tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tPEER ID\tSTATE\tADDED")
+	for _, c := range cs {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", orDash(c.Name), c.PeerID, c.State, c.AddedAt.Local().Format("2006-01-02 15:04"))
+	}
+	return tw.Flush()
+}
+
+func newStatusCmd(g *globals) *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "status [--json]",
+		Short: "Show the node, its rendezvous links and the path to every contact",
+		Long: `status shows reachability, NAT port mapping, the rendezvous links and,
+for every contact, whether it is connected and over which path: direct (hole
+punched or reachable), relayed (through the rendezvous relay) or none.
+
+With --json the keys peer_id, reachability, nat_mapping, rendezvous and
+contacts[].{peer_id,name,connected,path,remote_addr,rtt_ms} are a stable
+contract for scripts.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, cancel := apiCtx(cmd)
+			defer cancel()
+			st, err := g.client().Status(ctx)
+			if err != nil {
+				return g.apiErr(err)
+			}
+			if asJSON {
+				return printJSON(g.stdout, st)
+			}
+			return printStatus(g.stdout, st)
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON (stable keys, for scripts)")
+	return cmd
+}
+
+func printStatus(w io.Writer, st control.Status) error {
+	nat := "off"
+	if st.NATMapping.Enabled {
+		nat = "no UPnP/NAT-PMP gateway found"
+		if st.NATMapping.Found {
+			nat = "gateway found, mapped: " + orDash(strings.Join(st.NATMapping.Mapped, " "))
+		}
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "peer id\t%s\n", st.PeerID)
+	fmt.Fprintf(tw, "name\t%s\n", orDash(st.Name))
+	fmt.Fprintf(tw, "reachability\t%s\n", st.Reachability)
+	fmt.Fprintf(tw, "nat mapping\t%s\n", nat)
+	fmt.Fprintf(tw, "observed as\t%s\n", orDash(strings.Join(st.ObservedAddrs, " ")))
+	fmt.Fprintf(tw, "up since\t%s\n", st.StartedAt.Local().Format(time.DateTime))
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintln(w)
+	if len(st.Rendezvous) == 0 {
+		fmt.Fprintln(w, "rendezvous: none configured (contacts can only be reached at known addresses)")
+	} else {
+		tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "RENDEZVOUS\tCONNECTED\tTRANSPORTS\tRESERVATION\tREGISTERED\tRTT\tERROR")
+		for _, r := range st.Rendezvous {
+			rsv := r.Reservation
+			if !r.ReservationExpires.IsZero() {
+				rsv += " until " + r.ReservationExpires.Local().Format("15:04:05")
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.PeerID, yesNo(r.Connected), orDash(strings.Join(r.Transports, ",")),
+				rsv, yesNo(r.Registered), fmtRTT(r.RTTMillis), orDash(r.LastError))
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintln(w)
+	if len(st.Contacts) == 0 {
+		fmt.Fprintln(w, "contacts: none yet (natter contacts add <peerID|invite>)")
+		return nil
+	}
+	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "CONTACT\tPEER ID\tPATH\tREMOTE\tRTT\tERROR")
+	for _, c := range st.Contacts {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", orDash(c.Name), c.PeerID, c.Path, orDash(c.RemoteAddr), fmtRTT(c.RTTMillis), orDash(c.LastError))
+	}
+	return tw.Flush()
+}
+
+func newPingCmd(g *globals) *cobra.Command {
+	var count int
+	cmd := &cobra.Command{
+		Use:   "ping <contact> [--count N]",
+		Short: "Measure the round trip to a contact over the current path",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if count < 1 || count > 1000 {
+				return usageError{errors.New("ping: --count must be 1..1000")}
+			}
+			c := g.client()
+			for i := range count {
+				ctx, cancel := apiCtx(cmd)
+				r, err := c.Ping(ctx, args[0])
+				cancel()
+				if err != nil {
+					return g.apiErr(err)
+				}
+				fmt.Fprintf(g.stdout, "%s: rtt %s via %s (%s)\n", args[0], fmtRTT(r.RTTMillis), r.Path, r.RemoteAddr)
+				if i < count-1 {
+					select {
+					case <-cmd.Context().Done():
+						return nil
+					case <-time.After(time.Second):
+					}
+				}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().IntVarP(&count, "count", "c", 1, "number of pings, one per second")
+	return cmd
+}
+
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func label(name, id string) string {
+	if name != "" {
+		return name + " (" + id + ")"
+	}
+	return id
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
+}
+
+func fmtRTT(ms float64) string {
+	if ms <= 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.1f ms", ms)
+}
