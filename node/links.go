@@ -136,9 +136,20 @@ func (n *Node) runContact(ctx context.Context, l *contactLink) {
 	)
 	defer hb.Stop()
 	defer timer.Stop()
+	prev := control.PathNone
 	for ctx.Err() == nil {
 		changed := n.watch.changed(p)
 		path := n.updatePath(ctx, l)
+		if path != prev && path != control.PathNone {
+			// Measure the new path at once rather than at the next
+			// heartbeat, so status shows its RTT.
+			if rtt, _, err := n.pingPeer(ctx, p); err == nil {
+				l.mu.Lock()
+				l.rtt = rtt
+				l.mu.Unlock()
+			}
+		}
+		prev = path
 		var wake time.Duration = time.Hour
 		switch path {
 		case control.PathNone:

@@ -147,6 +147,11 @@ func (n *Node) rdvSession(ctx context.Context, l *rdvLink) error {
 	n.log.Info("rendezvous connected", "server", id.String(), "transports", n.transportsTo(id))
 	n.publish(control.Event{Type: control.EventRendezvous, PeerID: id.String(), Connected: true})
 
+	if rtt, err := n.ping(ctx, id); err == nil {
+		l.mu.Lock()
+		l.rtt = rtt
+		l.mu.Unlock()
+	}
 	var (
 		reserveAt  = time.Now()
 		registerAt = time.Now()

@@ -103,7 +103,7 @@ var nsSeq atomic.Int64
 // Its methods may be called from several goroutines, but the ones that
 // fail the test (t.Fatal) must be called from the test goroutine.
 type Lab struct {
-	t    testing.TB
+	t    TB
 	dir  string
 	inet string
 
@@ -116,12 +116,27 @@ type Lab struct {
 	closed  bool
 }
 
+// TB is the part of testing.TB the lab uses, so that programs (the demo)
+// can run a lab too. *testing.T and *testing.B satisfy it.
+type TB interface {
+	Helper()
+	Skip(args ...any)
+	Skipf(format string, args ...any)
+	Fatalf(format string, args ...any)
+	Logf(format string, args ...any)
+	TempDir() string
+	Cleanup(func())
+	Failed() bool
+}
+
+var _ TB = testing.TB(nil)
+
 // New creates an empty lab (the internet namespace with its bridge) and
 // registers a cleanup that kills all processes started in the lab and
 // deletes its namespaces. It skips the test when not running as root or
 // when ip or nft is missing, and first deletes stale namespaces of earlier
 // crashed runs.
-func New(t testing.TB) *Lab {
+func New(t TB) *Lab {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip(SkipMessage + " (not root)")
@@ -443,7 +458,7 @@ func nsName(name string) string {
 var staleRe = regexp.MustCompile(`^nl([0-9]+)-[0-9]+`)
 
 // removeStale deletes lab namespaces whose creating process is gone.
-func removeStale(t testing.TB) {
+func removeStale(t TB) {
 	ents, err := os.ReadDir("/run/netns")
 	if err != nil {
 		return

@@ -58,14 +58,16 @@ func printPeers(g *globals, peers []rendezvous.OnlinePeer, now time.Time) {
 	fmt.Fprintln(tw, "PEER\tADDR\tRESERVATION\tLAST HEARTBEAT\tCONNECTED\tCIRCUITS")
 	for _, p := range peers {
 		addr := "-"
+		// The address the peer connects from (its NAT's public side), as
+		// the classic online list shows it; else what it registered.
 		switch {
-		case len(p.Addrs) > 0:
-			addr = p.Addrs[0].String()
-			if len(p.Addrs) > 1 {
-				addr += " (+" + strconv.Itoa(len(p.Addrs)-1) + ")"
-			}
 		case len(p.RemoteAddrs) > 0:
-			addr = p.RemoteAddrs[0].String() + " (remote)"
+			addr = p.RemoteAddrs[0].String()
+			if len(p.RemoteAddrs) > 1 {
+				addr += " (+" + strconv.Itoa(len(p.RemoteAddrs)-1) + ")"
+			}
+		case len(p.Addrs) > 0:
+			addr = p.Addrs[0].String() + " (registered)"
 		}
 		rsv := "no"
 		if p.Reservation {
