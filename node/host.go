@@ -78,6 +78,10 @@ func (n *Node) newHost(rdvs []peer.AddrInfo, reg prometheus.Registerer) (host.Ho
 	if err != nil {
 		return nil, fmt.Errorf("start libp2p host (is a listen port in use? listen=%v): %w", n.cfg.Listen, err)
 	}
+	if err := n.checkListening(h); err != nil {
+		h.Close()
+		return nil, err
+	}
 	for _, ai := range rdvs {
 		// Server addresses from config are pinned: never expire them.
 		h.Peerstore().AddAddrs(ai.ID, ai.Addrs, 1<<62)
@@ -311,4 +315,36 @@ func reachabilityString(r network.Reachability) string {
 		return "private"
 	}
 	return "unknown"
+}
+
+// checkListening fails if a listen address with a fixed port could not be
+// bound: libp2p starts as long as any address binds, which would hide a
+// port in use. IPv6 addresses only warn (hosts without IPv6 are common).
+func (n *Node) checkListening(h host.Host) error {
+	have := h.Network().ListenAddresses()
+	for _, want := range n.cfg.listenAddrs() {
+		port, err := listenPort(want)
+		if err != nil || port == "0" {
+			continue
+		}
+		if slices.ContainsFunc(have, func(a ma.Multiaddr) bool {
+			p, err := listenPort(a)
+			return err == nil && p == port && transportName(a) == transportName(want)
+		}) {
+			continue
+		}
+		if _, err := want.ValueForProtocol(ma.P_IP6); err == nil {
+			n.log.Warn("could not listen on an IPv6 address; continuing without it", "addr", want.String())
+			continue
+		}
+		return fmt.Errorf("listen %s: could not bind it (is the port in use by another program?)", want)
+	}
+	return nil
+}
+
+func listenPort(a ma.Multiaddr) (string, error) {
+	if p, err := a.ValueForProtocol(ma.P_TCP); err == nil {
+		return p, nil
+	}
+	return a.ValueForProtocol(ma.P_UDP)
 }

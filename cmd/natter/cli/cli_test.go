@@ -3,6 +3,8 @@ package cli_test
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -99,6 +101,19 @@ func TestBadInput(t *testing.T) {
 			oneLineErr(t, code, errOut, tc.code, tc.want)
 		})
 	}
+}
+
+func TestDaemonPortInUse(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "d")
+	code, _, errOut := run(t, "init", "--data-dir", dir, "--name", "alice", "--no-passphrase")
+	require.Equal(t, 0, code, errOut)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	port := ln.Addr().(*net.TCPAddr).Port
+	code, _, errOut = run(t, "daemon", "--data-dir", dir, "--nat-port-map=false", "--transports", "tcp",
+		"--listen", fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", port))
+	oneLineErr(t, code, errOut, 1, "in use")
 }
 
 func TestDaemonAlreadyRunning(t *testing.T) {
