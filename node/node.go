@@ -216,6 +216,11 @@ func (n *Node) Close() error {
 		// Tell rendezvous servers we are leaving so that contacts see us
 		// offline at once rather than after a heartbeat timeout.
 		n.unregisterAll()
+		// Abort hole punches in flight so the contact links can end now;
+		// the host closes the service again later, which is harmless.
+		if hps := n.hps.Load(); hps != nil {
+			_ = hps.Close()
+		}
 		n.wg.Wait()
 		n.events.close()
 		if n.dht != nil {
