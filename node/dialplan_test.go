@@ -1,0 +1,59 @@
+package node
+
+import (
+	"testing"
+
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
+	"github.com/stretchr/testify/require"
+
+	"github.com/natterim/natter/node/identity"
+)
+
+func addrsOf(ds []network.AddrDelay) []string {
+	var out []string
+	for _, d := range ds {
+		out = append(out, d.Addr.String())
+	}
+	return out
+}
+
+// TestDialPlan: concurrent dial requests to a rendezvous each get one
+// transport (so that go-libp2p keeps both connections), and contacts with
+// relay addresses are dialled without libp2p's relay delay.
+func TestDialPlan(t *testing.T) {
+	sk, err := identity.Generate()
+	require.NoError(t, err)
+	rdv, err := peer.IDFromPrivateKey(sk)
+	require.NoError(t, err)
+	tcpA := ma.StringCast("/ip4/11.0.0.2/tcp/4001")
+	quicA := ma.StringCast("/ip4/11.0.0.2/udp/4001/quic-v1")
+	p := newDialPlan([]peer.AddrInfo{{ID: rdv, Addrs: []ma.Multiaddr{tcpA, quicA}}})
+	all := []ma.Multiaddr{tcpA, quicA}
+
+	// Nothing queued: every address, at once.
+	got := p.rank(all)
+	require.ElementsMatch(t, []string{tcpA.String(), quicA.String()}, addrsOf(got))
+	for _, d := range got {
+		require.Zero(t, d.Delay)
+	}
+
+	p.expect(rdv, []string{"tcp", "quic"})
+	require.Equal(t, []string{tcpA.String()}, addrsOf(p.rank(all)))
+	require.Equal(t, []string{quicA.String()}, addrsOf(p.rank(all)))
+	require.Len(t, p.rank(all), 2, "queue drained: back to every address")
+
+	// A queued transport the server has no address for: every address.
+	p.expect(rdv, []string{"webrtc"})
+	require.Len(t, p.rank(all), 2)
+
+	// A contact reachable through a relay: all addresses without delay.
+	circuit := ma.StringCast("/ip4/11.0.0.2/tcp/4001/p2p/" + rdv.String() + "/p2p-circuit")
+	direct := ma.StringCast("/ip4/11.0.0.9/tcp/5555")
+	for _, d := range p.rank([]ma.Multiaddr{direct, circuit}) {
+		require.Zero(t, d.Delay, d.Addr)
+	}
+	// Anyone else: libp2p's default ranking.
+	require.Len(t, p.rank([]ma.Multiaddr{direct}), 1)
+}
