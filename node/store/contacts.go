@@ -31,9 +31,14 @@ type Contact struct {
 	// Rendezvous are rendezvous servers the contact said it uses (from its
 	// invite), tried when looking it up.
 	Rendezvous []ma.Multiaddr
-	CreatedAt  time.Time
-	UpdatedAt  time.Time
+	// ReadReceipts overrides, for this contact, whether marking its
+	// messages read tells it so (nil: the node's default).
+	ReadReceipts *bool
+	CreatedAt    time.Time
+	UpdatedAt    time.Time
 }
+
+const contactCols = `peer_id, name, state, rendezvous, read_receipts, created_at, updated_at`
 
 // Label is how the contact is shown: its name, or its peer ID.
 func (c Contact) Label() string {
@@ -50,9 +55,9 @@ func (s *Store) AddContact(ctx context.Context, c Contact) error {
 	if c.State == "" {
 		c.State = StateAccepted
 	}
-	_, err := s.db.ExecContext(ctx, `INSERT INTO contacts (peer_id, name, state, rendezvous, created_at, updated_at)
-		VALUES (?, ?, ?, ?, ?, ?)`,
-		c.PeerID.String(), c.Name, c.State, joinAddrs(c.Rendezvous), now.UnixMilli(), now.UnixMilli())
+	_, err := s.db.ExecContext(ctx, `INSERT INTO contacts (`+contactCols+`)
+		VALUES (?, ?, ?, ?, ?, ?, ?)`,
+		c.PeerID.String(), c.Name, c.State, joinAddrs(c.Rendezvous), nullBool(c.ReadReceipts), now.UnixMilli(), now.UnixMilli())
 	if err != nil {
 		return fmt.Errorf("add contact: %w", classify(err))
 	}
@@ -61,8 +66,8 @@ func (s *Store) AddContact(ctx context.Context, c Contact) error {
 
 // UpdateContact rewrites the mutable fields of the contact with c.PeerID.
 func (s *Store) UpdateContact(ctx context.Context, c Contact) error {
-	res, err := s.db.ExecContext(ctx, `UPDATE contacts SET name = ?, state = ?, rendezvous = ?, updated_at = ? WHERE peer_id = ?`,
-		c.Name, c.State, joinAddrs(c.Rendezvous), time.Now().UnixMilli(), c.PeerID.String())
+	res, err := s.db.ExecContext(ctx, `UPDATE contacts SET name = ?, state = ?, rendezvous = ?, read_receipts = ?, updated_at = ? WHERE peer_id = ?`,
+		c.Name, c.State, joinAddrs(c.Rendezvous), nullBool(c.ReadReceipts), time.Now().UnixMilli(), c.PeerID.String())
 	if err != nil {
 		return fmt.Errorf("update contact: %w", classify(err))
 	}
@@ -86,7 +91,7 @@ func (s *Store) RemoveContact(ctx context.Context, id peer.ID) error {
 
 // Contacts lists all contacts, by name then peer ID.
 func (s *Store) Contacts(ctx context.Context) ([]Contact, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT peer_id, name, state, rendezvous, created_at, updated_at
+	rows, err := s.db.QueryContext(ctx, `SELECT `+contactCols+`
 		FROM contacts ORDER BY name = '', name COLLATE NOCASE, peer_id`)
 	if err != nil {
 		return nil, fmt.Errorf("list contacts: %w", classify(err))
@@ -105,7 +110,7 @@ func (s *Store) Contacts(ctx context.Context) ([]Contact, error) {
 
 // ContactByPeer returns the contact with id, or ErrNotFound.
 func (s *Store) ContactByPeer(ctx context.Context, id peer.ID) (Contact, error) {
-	row := s.db.QueryRowContext(ctx, `SELECT peer_id, name, state, rendezvous, created_at, updated_at
+	row := s.db.QueryRowContext(ctx, `SELECT `+contactCols+`
 		FROM contacts WHERE peer_id = ?`, id.String())
 	return scanContact(row)
 }
@@ -117,7 +122,7 @@ func (s *Store) FindContact(ctx context.Context, ref string) (Contact, error) {
 			return c, err
 		}
 	}
-	row := s.db.QueryRowContext(ctx, `SELECT peer_id, name, state, rendezvous, created_at, updated_at
+	row := s.db.QueryRowContext(ctx, `SELECT `+contactCols+`
 		FROM contacts WHERE name = ? COLLATE NOCASE AND name != ''`, ref)
 	c, err := scanContact(row)
 	if errors.Is(err, ErrNotFound) {
@@ -132,9 +137,10 @@ func scanContact(r scanner) (Contact, error) {
 	var (
 		c                Contact
 		id, rdv          string
+		receipts         sql.NullBool
 		created, updated int64
 	)
-	if err := r.Scan(&id, &c.Name, &c.State, &rdv, &created, &updated); err != nil {
+	if err := r.Scan(&id, &c.Name, &c.State, &rdv, &receipts, &created, &updated); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return Contact{}, ErrNotFound
 		}
@@ -146,9 +152,19 @@ func scanContact(r scanner) (Contact, error) {
 	}
 	c.PeerID = pid
 	c.Rendezvous = splitAddrs(rdv)
+	if receipts.Valid {
+		c.ReadReceipts = &receipts.Bool
+	}
 	c.CreatedAt = time.UnixMilli(created)
 	c.UpdatedAt = time.UnixMilli(updated)
 	return c, nil
+}
+
+func nullBool(b *bool) sql.NullBool {
+	if b == nil {
+		return sql.NullBool{}
+	}
+	return sql.NullBool{Bool: *b, Valid: true}
 }
 
 func joinAddrs(as []ma.Multiaddr) string {

@@ -23,6 +23,50 @@ var migrations = []string{
 		key   TEXT PRIMARY KEY,
 		value TEXT NOT NULL
 	);`,
+	// 2: chat. messages is the history (both directions; pos is arrival
+	// order), messages_fts its full-text index, outbox what still has to
+	// reach a contact (history messages and receipts), conversations the
+	// per-contact sequence counters.
+	`CREATE TABLE messages (
+		pos         INTEGER PRIMARY KEY,
+		id          BLOB NOT NULL UNIQUE,
+		peer_id     TEXT NOT NULL,
+		outgoing    INTEGER NOT NULL,
+		kind        TEXT NOT NULL,
+		text        TEXT NOT NULL DEFAULT '',
+		seq         INTEGER NOT NULL,
+		sent_at     INTEGER NOT NULL,
+		received_at INTEGER NOT NULL DEFAULT 0,
+		status      INTEGER NOT NULL,
+		status_at   INTEGER NOT NULL DEFAULT 0,
+		via         TEXT NOT NULL DEFAULT ''
+	);
+	CREATE INDEX messages_peer ON messages(peer_id, pos);
+	CREATE INDEX messages_unread ON messages(peer_id, status) WHERE outgoing = 0;
+	CREATE VIRTUAL TABLE messages_fts USING fts5(text, content='messages', content_rowid='pos',
+		tokenize='unicode61 remove_diacritics 2');
+	CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages WHEN new.text != '' BEGIN
+		INSERT INTO messages_fts(rowid, text) VALUES (new.pos, new.text);
+	END;
+	CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages WHEN old.text != '' BEGIN
+		INSERT INTO messages_fts(messages_fts, rowid, text) VALUES ('delete', old.pos, old.text);
+	END;
+	CREATE TABLE outbox (
+		id         BLOB PRIMARY KEY,
+		peer_id    TEXT NOT NULL,
+		seq        INTEGER NOT NULL,
+		kind       TEXT NOT NULL,
+		text       TEXT NOT NULL DEFAULT '',
+		refs       BLOB,
+		sent_at    INTEGER NOT NULL
+	);
+	CREATE INDEX outbox_peer ON outbox(peer_id, seq);
+	CREATE TABLE conversations (
+		peer_id  TEXT PRIMARY KEY,
+		out_seq  INTEGER NOT NULL DEFAULT 0,
+		in_seq   INTEGER NOT NULL DEFAULT 0
+	);
+	ALTER TABLE contacts ADD COLUMN read_receipts INTEGER;`,
 }
 
 // SchemaVersion is the version this natter writes.

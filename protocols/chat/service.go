@@ -1,0 +1,219 @@
+package chat
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/natterim/natter/protocols/chat/pb"
+	"github.com/natterim/natter/protocols/wire"
+)
+
+// Receiver is the node side of the service: who may chat, and where
+// batches go.
+type Receiver interface {
+	// Allow reports whether p may send chat messages at all (an
+	// accepted contact). Streams from others are reset.
+	Allow(ctx context.Context, p peer.ID) bool
+	// Receive handles one batch from p, in order: it must store every
+	// durable message (de-duplicating by id) and apply receipts in one
+	// durable write before it returns nil. Messages of unknown kinds have
+	// already been removed. An error leaves the batch unacknowledged and
+	// resets the stream; the sender will send it again.
+	Receive(ctx context.Context, from peer.ID, conn network.Conn, msgs []*pb.Message) error
+}
+
+// Options tune a Service.
+type Options struct {
+	// IdleTimeout closes a stream that carried nothing for this long.
+	IdleTimeout time.Duration
+	// StoreTimeout bounds one Receive call.
+	StoreTimeout time.Duration
+	// WriteTimeout bounds writing one ack.
+	WriteTimeout time.Duration
+	Log          *slog.Logger
+	Metrics      *wire.Metrics
+}
+
+// DefaultOptions are the options of NewService(h, r, nil).
+func DefaultOptions() Options {
+	return Options{
+		IdleTimeout:  5 * time.Minute,
+		StoreTimeout: 30 * time.Second,
+		WriteTimeout: 30 * time.Second,
+	}
+}
+
+// Service receives chat streams.
+type Service struct {
+	h    host.Host
+	r    Receiver
+	o    Options
+	ctx  context.Context
+	stop context.CancelFunc
+}
+
+// NewService registers the chat handler on h. o may be nil.
+func NewService(h host.Host, r Receiver, o *Options) *Service {
+	opts := DefaultOptions()
+	if o != nil {
+		if o.IdleTimeout > 0 {
+			opts.IdleTimeout = o.IdleTimeout
+		}
+		if o.StoreTimeout > 0 {
+			opts.StoreTimeout = o.StoreTimeout
+		}
+		if o.WriteTimeout > 0 {
+			opts.WriteTimeout = o.WriteTimeout
+		}
+		opts.Log, opts.Metrics = o.Log, o.Metrics
+	}
+	if opts.Log == nil {
+		opts.Log = slog.New(slog.DiscardHandler)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &Service{h: h, r: r, o: opts, ctx: ctx, stop: cancel}
+	h.SetStreamHandler(ID, s.handle)
+	return s
+}
+
+// Close unregisters the handler and aborts stores in progress.
+func (s *Service) Close() {
+	s.h.RemoveStreamHandler(ID)
+	s.stop()
+}
+
+func (s *Service) handle(st network.Stream) {
+	from := st.Conn().RemotePeer()
+	err := wire.Serve(st, wire.ServeOptions{Service: ServiceName, Memory: MaxFrameSize}, func(st network.Stream) error {
+		if !s.r.Allow(s.ctx, from) {
+			return fmt.Errorf("chat from %s, not a contact: %w", from.ShortString(), wire.ErrRefused)
+		}
+		return s.serve(st, from)
+	})
+	if err != nil {
+		s.o.Metrics.StreamError("chat", err)
+		s.o.Log.Debug("chat stream ended", "peer", from.ShortString(), "err", err)
+	}
+}
+
+func (s *Service) serve(st network.Stream, from peer.ID) error {
+	r := bufio.NewReaderSize(st, 32<<10)
+	for {
+		if err := st.SetReadDeadline(time.Now().Add(s.o.IdleTimeout)); err != nil {
+			return err
+		}
+		var f pb.Frame
+		if err := wire.ReadMsg(r, &f, MaxFrameSize); err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil // the sender closed: done
+			}
+			return err
+		}
+		if err := validateBatch(&f); err != nil {
+			return err
+		}
+		msgs := f.GetMessages()
+		acks := make([][]byte, 0, len(msgs))
+		known := msgs[:0:0]
+		for _, m := range msgs {
+			acks = append(acks, m.GetId())
+			if !Known(m.GetKind()) {
+				s.o.Log.Debug("ignoring chat message of unknown kind", "peer", from.ShortString(), "kind", int32(m.GetKind()))
+				continue
+			}
+			known = append(known, m)
+		}
+		if len(known) > 0 {
+			ctx, cancel := context.WithTimeout(s.ctx, s.o.StoreTimeout)
+			err := s.r.Receive(ctx, from, st.Conn(), known)
+			cancel()
+			if err != nil {
+				return fmt.Errorf("store batch: %w", err)
+			}
+		}
+		if err := st.SetWriteDeadline(time.Now().Add(s.o.WriteTimeout)); err != nil {
+			return err
+		}
+		if err := wire.WriteMsg(st, &pb.Frame{Acks: acks}, MaxFrameSize); err != nil {
+			return err
+		}
+	}
+}
+
+// Stream is the opener's side of a chat stream: it writes batches and
+// reads acks, which may be done from two goroutines at once.
+type Stream struct {
+	s  network.Stream
+	r  *bufio.Reader
+	to time.Duration
+}
+
+// Open opens a chat stream to p over an existing connection (relayed ones
+// included); it does not dial. ackTimeout bounds how long a sent batch may
+// wait for its ack (see Send).
+func Open(ctx context.Context, h host.Host, p peer.ID, ackTimeout time.Duration) (*Stream, error) {
+	ctx = network.WithAllowLimitedConn(network.WithNoDial(ctx, "chat"), "chat")
+	s, err := h.NewStream(ctx, p, ID)
+	if err != nil {
+		return nil, fmt.Errorf("open chat stream: %w", err)
+	}
+	if err := s.Scope().SetService(ServiceName); err != nil {
+		s.Reset()
+		return nil, fmt.Errorf("open chat stream: %w", err)
+	}
+	return &Stream{s: s, r: bufio.NewReaderSize(s, 4<<10), to: ackTimeout}, nil
+}
+
+// Conn is the connection the stream runs on.
+func (c *Stream) Conn() network.Conn { return c.s.Conn() }
+
+// Send writes one batch. It also moves the read deadline to ackTimeout
+// from now, so a peer that stops acknowledging makes ReadAck fail.
+func (c *Stream) Send(msgs []*pb.Message) error {
+	if len(msgs) == 0 || len(msgs) > MaxBatch {
+		return fmt.Errorf("batch of %d messages (1..%d)", len(msgs), MaxBatch)
+	}
+	dl := time.Now().Add(c.to)
+	if err := c.s.SetWriteDeadline(dl); err != nil {
+		return err
+	}
+	if err := c.s.SetReadDeadline(dl); err != nil {
+		return err
+	}
+	return wire.WriteMsg(c.s, &pb.Frame{Messages: msgs}, MaxFrameSize)
+}
+
+// ReadAck blocks for the next ack frame and returns its ids.
+func (c *Stream) ReadAck() ([]MsgID, error) {
+	var f pb.Frame
+	if err := wire.ReadMsg(c.r, &f, MaxFrameSize); err != nil {
+		return nil, err
+	}
+	if err := validateAck(&f); err != nil {
+		return nil, err
+	}
+	ids := make([]MsgID, len(f.GetAcks()))
+	for i, a := range f.GetAcks() {
+		ids[i] = MsgID(a)
+	}
+	return ids, nil
+}
+
+// CloseWrite tells the receiver no more batches follow; acks for the
+// batches in flight still arrive, then ReadAck returns io.EOF.
+func (c *Stream) CloseWrite() error { return c.s.CloseWrite() }
+
+// Close closes the stream in both directions.
+func (c *Stream) Close() error { return c.s.Close() }
+
+// Reset aborts the stream.
+func (c *Stream) Reset() { _ = c.s.Reset() }
