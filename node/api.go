@@ -144,6 +144,12 @@ func (n *Node) apiMux() *http.ServeMux {
 	mux.HandleFunc("POST "+v+"/contacts", n.handleAddContact)
 	mux.HandleFunc("DELETE "+v+"/contacts/{ref}", n.handleRemoveContact)
 	mux.HandleFunc("POST "+v+"/contacts/{ref}/ping", n.handlePing)
+	mux.HandleFunc("POST "+v+"/contacts/{ref}/messages", n.handleSend)
+	mux.HandleFunc("GET "+v+"/contacts/{ref}/messages", n.handleHistory)
+	mux.HandleFunc("POST "+v+"/contacts/{ref}/read", n.handleRead)
+	mux.HandleFunc("POST "+v+"/contacts/{ref}/typing", n.handleTyping)
+	mux.HandleFunc("POST "+v+"/contacts/{ref}/receipts", n.handleReceipts)
+	mux.HandleFunc("GET "+v+"/search", n.handleSearch)
 	mux.HandleFunc("GET "+v+"/events", n.handleEvents)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusNotFound, fmt.Errorf("no such endpoint: %s %s", r.Method, r.URL.Path))
@@ -227,7 +233,7 @@ func (n *Node) handleID(w http.ResponseWriter, r *http.Request) {
 }
 
 func toAPIContact(c store.Contact) control.Contact {
-	return control.Contact{PeerID: c.PeerID.String(), Name: c.Name, State: c.State, Rendezvous: strs(c.Rendezvous), AddedAt: c.CreatedAt}
+	return control.Contact{PeerID: c.PeerID.String(), Name: c.Name, State: c.State, Rendezvous: strs(c.Rendezvous), AddedAt: c.CreatedAt, ReadReceipts: c.ReadReceipts}
 }
 
 func (n *Node) handleContacts(w http.ResponseWriter, r *http.Request) {

@@ -45,11 +45,21 @@ type Config struct {
 	// DHT enables peer routing over the rendezvous servers' DHT, used when
 	// a contact is not registered on our own rendezvous servers.
 	DHT bool `mapstructure:"dht"`
+	// Chat configures messaging.
+	Chat ChatConfig `mapstructure:"chat"`
 	// Control configures the control API.
 	Control ControlConfig `mapstructure:"control"`
 	// LogLevel is debug, info, warn or error; LogFormat text or json.
 	LogLevel  string `mapstructure:"log_level"`
 	LogFormat string `mapstructure:"log_format"`
+}
+
+// ChatConfig configures messaging.
+type ChatConfig struct {
+	// ReadReceipts tells contacts when their messages were read (natter
+	// read); `natter contacts receipts <contact> on|off` overrides it per
+	// contact.
+	ReadReceipts bool `mapstructure:"read_receipts"`
 }
 
 // ControlConfig configures the control API.
@@ -79,6 +89,7 @@ func DefaultConfig() Config {
 		DirectRetry:     30 * time.Second,
 		DirectRetryMax:  10 * time.Minute,
 		DHT:             true,
+		Chat:            ChatConfig{ReadReceipts: true},
 		LogLevel:        "info",
 		LogFormat:       "text",
 	}

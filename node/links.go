@@ -80,9 +80,16 @@ func (n *Node) startContact(p peer.ID) {
 	l := &contactLink{id: p, cancel: cancel, done: make(chan struct{}), path: control.PathNone}
 	n.links.m[p] = l
 	n.host.ConnManager().Protect(p, "natter-contact")
+	ob := n.chat.box(p)
 	n.goRun(func(context.Context) {
 		defer close(l.done)
+		delivered := make(chan struct{})
+		go func() {
+			defer close(delivered)
+			n.chat.run(ctx, ob)
+		}()
 		n.runContact(ctx, l)
+		<-delivered
 	})
 }
 
@@ -97,6 +104,7 @@ func (n *Node) stopContact(p peer.ID) {
 	}
 	l.cancel()
 	<-l.done
+	n.chat.dropBox(p)
 	n.host.ConnManager().Unprotect(p, "natter-contact")
 	if !n.isRendezvous(p) {
 		_ = n.host.Network().ClosePeer(p)
@@ -381,6 +389,10 @@ func (n *Node) contactStatus(ctx context.Context) ([]control.ContactStatus, erro
 	if err != nil {
 		return nil, err
 	}
+	unread, err := n.store.Unread(ctx)
+	if err != nil {
+		return nil, err
+	}
 	out := make([]control.ContactStatus, 0, len(cs))
 	for _, c := range cs {
 		st := control.ContactStatus{PeerID: c.PeerID.String(), Name: c.Name, State: c.State, Path: control.PathNone}
@@ -402,6 +414,10 @@ func (n *Node) contactStatus(ctx context.Context) ([]control.ContactStatus, erro
 		}
 		if !st.Connected {
 			st.RTTMillis = 0
+		}
+		st.Unread = unread[c.PeerID]
+		if st.Queued, err = n.store.OutboxLen(ctx, c.PeerID); err != nil {
+			return nil, err
 		}
 		out = append(out, st)
 	}

@@ -97,6 +97,7 @@ type Node struct {
 
 	rdvs  []*rdvLink
 	links *contactLinks
+	chat  *chatter
 	ready chan struct{} // closed once hole punching is armed (or we gave up waiting)
 
 	api *apiServer
@@ -169,6 +170,8 @@ func New(ctx context.Context, cfg Config, key crypto.PrivKey, opts ...Option) (_
 		n.rdvs = append(n.rdvs, newRdvLink(ai))
 	}
 	n.links = newContactLinks()
+	n.chat = newChatter(n)
+	n.goRun(n.chat.commitLoop)
 
 	if n.api, err = n.startAPI(); err != nil {
 		return nil, err
@@ -222,6 +225,9 @@ func (n *Node) Close() error {
 			_ = hps.Close()
 		}
 		n.wg.Wait()
+		if n.chat != nil {
+			n.chat.close()
+		}
 		n.events.close()
 		if n.dht != nil {
 			errs = append(errs, n.dht.Close())

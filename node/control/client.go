@@ -11,9 +11,14 @@ import (
 	"net/http"
 	"net/url"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
+	"unicode/utf8"
 )
+
+// ErrNotUTF8 is returned for message text that is not valid UTF-8.
+var ErrNotUTF8 = errors.New("cannot send: text is not valid UTF-8")
 
 // ErrNoDaemon means nothing answers on the control socket.
 var ErrNoDaemon = errors.New("no natter daemon is running")
@@ -169,4 +174,66 @@ func (c *Client) Ping(ctx context.Context, ref string) (PingResult, error) {
 	var r PingResult
 	err := c.Do(ctx, http.MethodPost, "/contacts/"+PathEscape(ref)+"/ping", nil, &r)
 	return r, err
+}
+
+// Send sends a text or a nudge to a contact (see SendRequest).
+func (c *Client) Send(ctx context.Context, ref string, req SendRequest) (Message, error) {
+	var m Message
+	if !utf8.ValidString(req.Text) {
+		// JSON would silently replace the bad bytes.
+		return m, ErrNotUTF8
+	}
+	err := c.Do(ctx, http.MethodPost, "/contacts/"+PathEscape(ref)+"/messages", req, &m)
+	return m, err
+}
+
+// History returns up to limit messages of the conversation with a
+// contact, oldest first, ending before the message with id before ("":
+// the newest).
+func (c *Client) History(ctx context.Context, ref, before string, limit int) ([]Message, error) {
+	q := url.Values{}
+	if before != "" {
+		q.Set("before", before)
+	}
+	if limit > 0 {
+		q.Set("limit", strconv.Itoa(limit))
+	}
+	var ms []Message
+	err := c.Do(ctx, http.MethodGet, "/contacts/"+PathEscape(ref)+"/messages?"+q.Encode(), nil, &ms)
+	return ms, err
+}
+
+// Search searches all history, or one contact's if ref is not "".
+func (c *Client) Search(ctx context.Context, words, ref string, limit int) ([]Message, error) {
+	q := url.Values{"q": {words}}
+	if ref != "" {
+		q.Set("contact", ref)
+	}
+	if limit > 0 {
+		q.Set("limit", strconv.Itoa(limit))
+	}
+	var ms []Message
+	err := c.Do(ctx, http.MethodGet, "/search?"+q.Encode(), nil, &ms)
+	return ms, err
+}
+
+// MarkRead marks a conversation read.
+func (c *Client) MarkRead(ctx context.Context, ref string) (ReadResult, error) {
+	var r ReadResult
+	err := c.Do(ctx, http.MethodPost, "/contacts/"+PathEscape(ref)+"/read", nil, &r)
+	return r, err
+}
+
+// Typing tells a contact the user started or stopped typing.
+func (c *Client) Typing(ctx context.Context, ref string, typing bool) (TypingResult, error) {
+	var r TypingResult
+	err := c.Do(ctx, http.MethodPost, "/contacts/"+PathEscape(ref)+"/typing", TypingRequest{Typing: typing}, &r)
+	return r, err
+}
+
+// SetReceipts sets a contact's read receipts to "on", "off" or "default".
+func (c *Client) SetReceipts(ctx context.Context, ref, mode string) (Contact, error) {
+	var out Contact
+	err := c.Do(ctx, http.MethodPost, "/contacts/"+PathEscape(ref)+"/receipts", ReceiptsRequest{Mode: mode}, &out)
+	return out, err
 }

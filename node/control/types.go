@@ -84,6 +84,10 @@ type ContactStatus struct {
 	// DirectSince is when the current direct link was made.
 	DirectSince time.Time `json:"direct_since,omitzero"`
 	LastError   string    `json:"last_error,omitempty"`
+	// Unread counts messages from the contact not yet marked read;
+	// Queued messages (and receipts) waiting in the outbox for it.
+	Unread int `json:"unread"`
+	Queued int `json:"queued"`
 }
 
 // Contact is an entry of GET /v1/contacts.
@@ -93,6 +97,15 @@ type Contact struct {
 	State      string    `json:"state"`
 	Rendezvous []string  `json:"rendezvous,omitempty"`
 	AddedAt    time.Time `json:"added_at"`
+	// ReadReceipts overrides the node's chat.read_receipts for this
+	// contact; absent: the default applies.
+	ReadReceipts *bool `json:"read_receipts,omitempty"`
+}
+
+// ReceiptsRequest is POST /v1/contacts/{contact}/receipts. Mode is "on",
+// "off" or "default".
+type ReceiptsRequest struct {
+	Mode string `json:"mode"`
 }
 
 // AddContactRequest is POST /v1/contacts. Target is a peer ID or an invite.
@@ -116,6 +129,76 @@ type PingResult struct {
 	RTTMillis  float64 `json:"rtt_ms"`
 }
 
+// Message kinds.
+const (
+	KindText  = "text"
+	KindNudge = "nudge"
+)
+
+// Message statuses. Outgoing messages go queued -> sent -> delivered ->
+// read; incoming ones are delivered, then read once marked read.
+const (
+	StatusQueued    = "queued"
+	StatusSent      = "sent"
+	StatusDelivered = "delivered"
+	StatusRead      = "read"
+)
+
+// Message is one history entry (GET /v1/contacts/{contact}/messages, GET
+// /v1/search, message events).
+type Message struct {
+	// ID is the message's UUIDv7.
+	ID string `json:"id"`
+	// PeerID and Contact name the conversation (the contact).
+	PeerID  string `json:"peer_id"`
+	Contact string `json:"contact"`
+	// From is the sender's peer ID: ours or the contact's.
+	From string `json:"from"`
+	// Direction is "out" (we sent it) or "in".
+	Direction string `json:"direction"`
+	Kind      string `json:"kind"`
+	Text      string `json:"text"`
+	// Seq is the sender's per-conversation sequence number.
+	Seq uint64 `json:"seq"`
+	// SentAt is the sender's clock; ReceivedAt ours (incoming only).
+	SentAt     time.Time `json:"sent_at"`
+	ReceivedAt time.Time `json:"received_at,omitzero"`
+	Status     string    `json:"status"`
+	// Via is how an outgoing message reached the contact: direct or
+	// relayed.
+	Via string `json:"via,omitempty"`
+}
+
+// SendRequest is POST /v1/contacts/{contact}/messages.
+type SendRequest struct {
+	// Kind is "text" (default) or "nudge".
+	Kind string `json:"kind,omitempty"`
+	Text string `json:"text,omitempty"`
+	// Wait, a duration such as "30s", holds the answer until the message
+	// is delivered or that long has passed. The message is queued either
+	// way; the answer's status says which happened.
+	Wait string `json:"wait,omitempty"`
+}
+
+// ReadResult is POST /v1/contacts/{contact}/read.
+type ReadResult struct {
+	// Marked is how many messages were newly marked read.
+	Marked int `json:"marked"`
+	// Receipts is true if the contact is told (read receipts on).
+	Receipts bool `json:"receipts"`
+}
+
+// TypingRequest is POST /v1/contacts/{contact}/typing. It is best effort:
+// sent now if the contact is connected, dropped otherwise.
+type TypingRequest struct {
+	Typing bool `json:"typing"`
+}
+
+// TypingResult says whether the typing notice was sent.
+type TypingResult struct {
+	Sent bool `json:"sent"`
+}
+
 // Error is the body of every non-2xx response.
 type Error struct {
 	Error string `json:"error"`
@@ -130,6 +213,17 @@ const (
 	EventRendezvous = "rendezvous"
 	// EventLink: a contact's link changed (Connected, Path).
 	EventLink = "link"
+	// EventMessage: a message entered the history (Message): received,
+	// or sent by any client of this daemon.
+	EventMessage = "message"
+	// EventStatus: our messages IDs moved to Status (sent, delivered,
+	// read); Path says how they travelled when delivered.
+	EventStatus = "status"
+	// EventTyping: the contact PeerID started or stopped typing (Typing).
+	EventTyping = "typing"
+	// EventNudge: the contact nudged us (also a message of kind nudge):
+	// shake the window.
+	EventNudge = "nudge"
 )
 
 // Event is one line of the event stream.
@@ -140,4 +234,8 @@ type Event struct {
 	Name      string    `json:"name,omitempty"`
 	Connected bool      `json:"connected,omitempty"`
 	Path      string    `json:"path,omitempty"`
+	Message   *Message  `json:"message,omitempty"`
+	IDs       []string  `json:"ids,omitempty"`
+	Status    string    `json:"status,omitempty"`
+	Typing    *bool     `json:"typing,omitempty"`
 }

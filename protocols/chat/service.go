@@ -208,9 +208,19 @@ func (c *Stream) ReadAck() ([]MsgID, error) {
 	return ids, nil
 }
 
+// Idle clears the read deadline Send set: call it when nothing is in
+// flight, so that a quiet stream is not mistaken for a dead one.
+func (c *Stream) Idle() error { return c.s.SetReadDeadline(time.Time{}) }
+
 // CloseWrite tells the receiver no more batches follow; acks for the
-// batches in flight still arrive, then ReadAck returns io.EOF.
-func (c *Stream) CloseWrite() error { return c.s.CloseWrite() }
+// batches in flight still arrive (within ackTimeout), then ReadAck returns
+// io.EOF.
+func (c *Stream) CloseWrite() error {
+	if err := c.s.SetReadDeadline(time.Now().Add(c.to)); err != nil {
+		return err
+	}
+	return c.s.CloseWrite()
+}
 
 // Close closes the stream in both directions.
 func (c *Stream) Close() error { return c.s.Close() }
