@@ -88,7 +88,7 @@ func newContactsCmd(g *globals) *cobra.Command {
 			return nil
 		},
 	}
-	cmd.AddCommand(add, list, remove)
+	cmd.AddCommand(add, list, remove, newReceiptsCmd(g))
 	return cmd
 }
 
@@ -186,9 +186,10 @@ func printStatus(w io.Writer, st control.Status) error {
 		return nil
 	}
 	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "CONTACT\tPEER ID\tPATH\tREMOTE\tRTT\tERROR")
+	fmt.Fprintln(tw, "CONTACT\tPEER ID\tPATH\tREMOTE\tRTT\tUNREAD\tQUEUED\tERROR")
 	for _, c := range st.Contacts {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", orDash(c.Name), c.PeerID, c.Path, orDash(c.RemoteAddr), fmtRTT(c.RTTMillis), orDash(c.LastError))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\n", orDash(c.Name), c.PeerID, c.Path, orDash(c.RemoteAddr), fmtRTT(c.RTTMillis),
+			c.Unread, c.Queued, orDash(c.LastError))
 	}
 	return tw.Flush()
 }

@@ -33,9 +33,15 @@ type usageError struct{ error }
 // and returns the exit code. It never panics on bad input: every error is
 // one line on stderr.
 func Main(args []string, stdout, stderr io.Writer) int {
+	return Run(args, os.Stdin, stdout, stderr)
+}
+
+// Run is Main with an explicit standard input.
+func Run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	root := newRoot(stdout, stderr)
+	root.SetIn(stdin)
 	root.SetArgs(args)
 	err := root.ExecuteContext(ctx)
 	if err == nil {
@@ -82,6 +88,11 @@ back to the rendezvous relay when no direct link is possible.`,
 		newContactsCmd(g),
 		newStatusCmd(g),
 		newPingCmd(g),
+		newSendCmd(g),
+		newNudgeCmd(g),
+		newHistoryCmd(g),
+		newSearchCmd(g),
+		newReadCmd(g),
 	)
 	// Unknown subcommands and wrong argument counts are usage errors.
 	for _, c := range root.Commands() {
