@@ -1,0 +1,252 @@
+//go:build linux
+
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/natterim/natter/internal/lab"
+	"github.com/natterim/natter/node/control"
+)
+
+// deliverWithin bounds how long a burst may take to arrive in a test. The
+// benchmarks measure the real rates; this only catches "never".
+const deliverWithin = 90 * time.Second
+
+// sendBurst sends count texts "<prefix> NNNN" from n to contact through the
+// control API, one after the other, and returns their ids in order.
+func sendBurst(t *testing.T, n *nodeProc, contact, prefix string, count int) []string {
+	t.Helper()
+	ids := make([]string, 0, count)
+	for i := range count {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		m, err := n.api.Send(ctx, contact, control.SendRequest{Text: fmt.Sprintf("%s %04d", prefix, i)})
+		cancel()
+		if err != nil {
+			t.Fatalf("%s: send %d to %s: %v", n.name, i, contact, err)
+		}
+		ids = append(ids, m.ID)
+	}
+	return ids
+}
+
+// history runs `natter history --json` (the scripts' contract).
+func (n *nodeProc) history(t *testing.T, contact string) []control.Message {
+	t.Helper()
+	out, err := n.cli(t, "history", contact, "--json", "--limit", "10000")
+	if err != nil {
+		t.Fatalf("%s: natter history %s: %v: %s", n.name, contact, err, out)
+	}
+	var ms []control.Message
+	if err := json.Unmarshal([]byte(out), &ms); err != nil {
+		t.Fatalf("%s: history --json: %v: %s", n.name, err, out)
+	}
+	return ms
+}
+
+// historyCount is the number of messages in n's conversation with contact
+// (0 while n is down).
+func (n *nodeProc) historyCount(contact string) int {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	ms, err := n.api.History(ctx, contact, "", 10000)
+	if err != nil {
+		return -1
+	}
+	return len(ms)
+}
+
+// assertExactlyOnce checks that the messages of direction dir in ms are
+// exactly ids, in order, each once, with the texts sendBurst wrote.
+func assertExactlyOnce(t *testing.T, ms []control.Message, dir, prefix string, ids []string) {
+	t.Helper()
+	var got []control.Message
+	for _, m := range ms {
+		if m.Direction == dir && strings.HasPrefix(m.Text, prefix+" ") {
+			got = append(got, m)
+		}
+	}
+	if len(got) != len(ids) {
+		seen := map[string]int{}
+		for _, m := range got {
+			seen[m.ID]++
+		}
+		missing, dup := 0, 0
+		for _, id := range ids {
+			if seen[id] == 0 {
+				missing++
+			}
+			if seen[id] > 1 {
+				dup++
+			}
+		}
+		t.Fatalf("%d %q messages, want %d (missing %d, doubled %d)", len(got), prefix, len(ids), missing, dup)
+	}
+	for i, m := range got {
+		if m.ID != ids[i] || m.Text != fmt.Sprintf("%s %04d", prefix, i) {
+			t.Fatalf("message %d is %s %q, want %s %q: order broken", i, m.ID, m.Text, ids[i], fmt.Sprintf("%s %04d", prefix, i))
+		}
+	}
+}
+
+func waitHistory(t *testing.T, n *nodeProc, contact string, want int) {
+	t.Helper()
+	waitFor(t, deliverWithin, fmt.Sprintf("%s to hold %d messages with %s", n.name, want, contact), func() bool {
+		return n.historyCount(contact) >= want
+	})
+}
+
+func waitAllDelivered(t *testing.T, n *nodeProc, contact string) {
+	t.Helper()
+	waitFor(t, deliverWithin, n.name+"'s messages to "+contact+" delivered", func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		ms, err := n.api.History(ctx, contact, "", 10000)
+		if err != nil {
+			return false
+		}
+		for _, m := range ms {
+			if m.Direction == "out" && m.Status != control.StatusDelivered && m.Status != control.StatusRead {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+var waitOut = regexp.MustCompile(`^[0-9a-f-]{36} delivered \((direct|relayed)\)\n$`)
+
+// sendWait runs `natter send --wait` and returns the path it reports.
+func sendWait(t *testing.T, n *nodeProc, contact, text string) string {
+	t.Helper()
+	out, err := n.cli(t, "send", contact, text, "--wait", "--timeout", "60s")
+	if err != nil {
+		t.Fatalf("%s: natter send --wait: %v: %s", n.name, err, out)
+	}
+	m := waitOut.FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("%s: natter send --wait printed %q", n.name, out)
+	}
+	return m[1]
+}
+
+// TestChatBurstCone: both ways at once across two cone NATs, over the
+// direct link: complete, in order, exactly once, all delivered.
+func TestChatBurstCone(t *testing.T) {
+	l := lab.New(t)
+	r := startRendezvous(t, l.Public("rdv"))
+	alice := startNode(t, l.Home("alice", lab.Cone), "alice", r, nodeOpts{})
+	bob := startNode(t, l.Home("bob", lab.Cone), "bob", r, nodeOpts{})
+	befriend(t, alice, bob)
+	waitPath(t, alice, bob, control.PathDirect, directWithin)
+	if via := sendWait(t, alice, "bob", "hello over the direct link"); via != control.PathDirect {
+		t.Fatalf("send --wait says %s, want direct", via)
+	}
+
+	const n = 1000
+	var (
+		wg         sync.WaitGroup
+		aIDs, bIDs []string
+	)
+	wg.Add(2)
+	go func() { defer wg.Done(); aIDs = sendBurst(t, alice, "bob", "a2b", n) }()
+	go func() { defer wg.Done(); bIDs = sendBurst(t, bob, "alice", "b2a", n/2) }()
+	wg.Wait()
+	waitHistory(t, bob, "alice", 1+n+n/2)
+	waitHistory(t, alice, "bob", 1+n+n/2)
+	assertExactlyOnce(t, bob.history(t, "alice"), "in", "a2b", aIDs)
+	assertExactlyOnce(t, alice.history(t, "bob"), "in", "b2a", bIDs)
+	assertExactlyOnce(t, alice.history(t, "bob"), "out", "a2b", aIDs)
+	waitAllDelivered(t, alice, "bob")
+	waitAllDelivered(t, bob, "alice")
+}
+
+// TestChatBurstRelayed: a symmetric NAT on one side keeps the link on the
+// relay; chat works over it all the same.
+func TestChatBurstRelayed(t *testing.T) {
+	l := lab.New(t)
+	r := startRendezvous(t, l.Public("rdv"))
+	alice := startNode(t, l.Home("alice", lab.Cone), "alice", r, nodeOpts{})
+	carol := startNode(t, l.Home("carol", lab.Symmetric), "carol", r, nodeOpts{})
+	befriend(t, alice, carol)
+	waitPath(t, alice, carol, control.PathRelayed, directWithin)
+	if via := sendWait(t, carol, "alice", "hello through the relay"); via != control.PathRelayed {
+		t.Fatalf("send --wait says %s, want relayed", via)
+	}
+	const n = 500
+	ids := sendBurst(t, carol, "alice", "c2a", n)
+	waitHistory(t, alice, "carol", 1+n)
+	assertExactlyOnce(t, alice.history(t, "carol"), "in", "c2a", ids)
+	waitAllDelivered(t, carol, "alice")
+	for _, m := range carol.history(t, "alice") {
+		if m.Via != control.PathRelayed {
+			t.Fatalf("message %s went %q, want relayed", m.ID, m.Via)
+		}
+	}
+	// Read receipts travel back through the relay too.
+	if out, err := alice.cli(t, "read", "carol"); err != nil {
+		t.Fatalf("natter read: %v: %s", err, out)
+	}
+	waitFor(t, deliverWithin, "read receipts at carol", func() bool {
+		ms := carol.history(t, "alice")
+		return ms[len(ms)-1].Status == control.StatusRead
+	})
+}
+
+// TestChatReceiverKilled: the receiver is SIGKILLed in the middle of a
+// burst and restarted; nothing is lost, nothing doubled.
+func TestChatReceiverKilled(t *testing.T) {
+	l := lab.New(t)
+	r := startRendezvous(t, l.Public("rdv"))
+	alice := startNode(t, l.Home("alice", lab.Cone), "alice", r, nodeOpts{})
+	bob := startNode(t, l.Home("bob", lab.Cone), "bob", r, nodeOpts{})
+	befriend(t, alice, bob)
+	waitPath(t, alice, bob, control.PathDirect, directWithin)
+
+	const n = 2000
+	done := make(chan []string)
+	go func() { done <- sendBurst(t, alice, "bob", "burst", n) }()
+	// Kill bob once part of the burst has arrived.
+	waitFor(t, deliverWithin, "the burst to start arriving", func() bool { return bob.historyCount("alice") >= 200 })
+	bob.proc.Kill()
+	ids := <-done
+	bob.start(t)
+	waitHistory(t, bob, "alice", n)
+	waitAllDelivered(t, alice, "bob")
+	assertExactlyOnce(t, bob.history(t, "alice"), "in", "burst", ids)
+}
+
+// TestChatSenderKilled: the sender is SIGKILLed with messages in its
+// outbox (the contact was offline); restarted, it delivers them by itself.
+func TestChatSenderKilled(t *testing.T) {
+	l := lab.New(t)
+	r := startRendezvous(t, l.Public("rdv"))
+	alice := startNode(t, l.Home("alice", lab.Cone), "alice", r, nodeOpts{})
+	bob := startNode(t, l.Home("bob", lab.Cone), "bob", r, nodeOpts{})
+	befriend(t, alice, bob)
+	waitPath(t, alice, bob, control.PathDirect, directWithin)
+
+	bob.proc.Kill()
+	const n = 50
+	ids := sendBurst(t, alice, "bob", "queued", n)
+	st := alice.contact(t, bob.id)
+	if st.Queued != n {
+		t.Fatalf("%d messages queued for bob, want %d", st.Queued, n)
+	}
+	alice.proc.Kill()
+	bob.start(t)
+	alice.start(t)
+	waitHistory(t, bob, "alice", n)
+	assertExactlyOnce(t, bob.history(t, "alice"), "in", "queued", ids)
+	waitAllDelivered(t, alice, "bob")
+	if q := alice.contact(t, bob.id).Queued; q != 0 {
+		t.Fatalf("%d still queued after delivery", q)
+	}
+}
