@@ -31,9 +31,11 @@ setup:
 fuzz:
 	FUZZTIME=$${FUZZTIME:-1m} scripts/fuzz-smoke.sh
 
-# Time from daemon start to a direct link in the NAT lab (see README).
+# Benchmarks in the NAT lab (see README): time from daemon start to a
+# direct link, and chat throughput/latency against a bare libp2p stream.
 bench:
 	$(GO) test ./test/e2e -run '^$$' -bench TimeToDirect -benchtime 10x
+	$(GO) test ./test/e2e -run '^$$' -bench Chat -benchtime 3x
 
 proto:
 	scripts/gen-proto.sh

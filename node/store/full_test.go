@@ -23,7 +23,7 @@ func TestDiskFullCorruptsNothing(t *testing.T) {
 	s, err := Open(ctx, filepath.Join(t.TempDir(), FileName))
 	require.NoError(t, err)
 	defer s.Close()
-	s.db.SetMaxOpenConns(1) // the page limit is per connection
+	s.db.SetMaxOpenConns(2) // the page limit is per connection; one is the lazy one
 	bob, err := test.RandPeerID()
 	require.NoError(t, err)
 

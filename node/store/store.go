@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"sync"
 	"syscall"
 
 	"modernc.org/sqlite" // registers the "sqlite" driver
@@ -41,6 +42,11 @@ var (
 // Store is the node database. Its methods are safe for concurrent use.
 type Store struct {
 	db *sql.DB
+	// lazy is one connection with synchronous=NORMAL, for writes whose
+	// loss on a power cut is harmless (see Acked): they are atomic and
+	// ordered like every other commit, but do not wait for the disk.
+	lazyMu sync.Mutex
+	lazy   *sql.Conn
 }
 
 // Open opens (creating if needed) the database at path and migrates it.
@@ -64,11 +70,40 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		db.Close()
 		return nil, err
 	}
+	if s.lazy, err = db.Conn(ctx); err == nil {
+		_, err = s.lazy.ExecContext(ctx, `PRAGMA synchronous = NORMAL`)
+	}
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open database %s: %w", path, classify(err))
+	}
 	return s, nil
 }
 
 // Close closes the database.
-func (s *Store) Close() error { return s.db.Close() }
+func (s *Store) Close() error {
+	s.lazyMu.Lock()
+	defer s.lazyMu.Unlock()
+	return errors.Join(s.lazy.Close(), s.db.Close())
+}
+
+// lazyTx is Tx on the lazy connection.
+func (s *Store) lazyTx(ctx context.Context, fn func(*sql.Tx) error) error {
+	s.lazyMu.Lock()
+	defer s.lazyMu.Unlock()
+	tx, err := s.lazy.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin: %w", classify(err))
+	}
+	if err := fn(tx); err != nil {
+		_ = tx.Rollback()
+		return classify(err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", classify(err))
+	}
+	return nil
+}
 
 // DB exposes the handle for packages that own their own tables (each
 // through a migration registered here).
