@@ -137,6 +137,9 @@ func Validate(m *pb.Message) error {
 			}
 		}
 	}
+	if k != pb.Kind_DELIVERED && k != pb.Kind_READ && len(m.GetRefs()) > 0 {
+		return fmt.Errorf("%s message with refs: %w", k, wire.ErrInvalid)
+	}
 	if k != pb.Kind_TEXT && m.GetText() != "" {
 		return fmt.Errorf("%s message with text: %w", k, wire.ErrInvalid)
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/host"
@@ -33,11 +34,13 @@ type Receiver interface {
 
 // Options tune a Service.
 type Options struct {
-	// IdleTimeout closes a stream that carried nothing for this long.
+	// IdleTimeout closes a stream that carried nothing for this long
+	// (cleanly: everything on it was acknowledged).
 	IdleTimeout time.Duration
 	// StoreTimeout bounds one Receive call.
 	StoreTimeout time.Duration
-	// WriteTimeout bounds writing one ack.
+	// WriteTimeout bounds writing one ack, and reading the rest of a frame
+	// once its first byte arrived.
 	WriteTimeout time.Duration
 	Log          *slog.Logger
 	Metrics      *wire.Metrics
@@ -108,7 +111,19 @@ func (s *Service) handle(st network.Stream) {
 func (s *Service) serve(st network.Stream, from peer.ID) error {
 	r := bufio.NewReaderSize(st, 32<<10)
 	for {
+		// Between frames every batch has been acknowledged, so a sender
+		// that went quiet (or closed) ends the stream cleanly; inside a
+		// frame a stall is an error.
 		if err := st.SetReadDeadline(time.Now().Add(s.o.IdleTimeout)); err != nil {
+			return err
+		}
+		if _, err := r.Peek(1); err != nil {
+			if errors.Is(err, io.EOF) || errors.Is(err, os.ErrDeadlineExceeded) {
+				return nil
+			}
+			return err
+		}
+		if err := st.SetReadDeadline(time.Now().Add(s.o.WriteTimeout)); err != nil {
 			return err
 		}
 		var f pb.Frame
