@@ -10,7 +10,7 @@ import (
 // eventBufSize bounds each subscriber's queue. A subscriber that falls this
 // far behind is disconnected (its stream ends) rather than slowing the node
 // or growing memory; clients reconnect and re-read state.
-const eventBufSize = 256
+const eventBufSize = 4096
 
 // eventBus fans node events out to control-API subscribers.
 type eventBus struct {
