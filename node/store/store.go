@@ -91,18 +91,7 @@ func (s *Store) Close() error {
 func (s *Store) lazyTx(ctx context.Context, fn func(*sql.Tx) error) error {
 	s.lazyMu.Lock()
 	defer s.lazyMu.Unlock()
-	tx, err := s.lazy.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("begin: %w", classify(err))
-	}
-	if err := fn(tx); err != nil {
-		_ = tx.Rollback()
-		return classify(err)
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("commit: %w", classify(err))
-	}
-	return nil
+	return runTx(fn, func() (*sql.Tx, error) { return s.lazy.BeginTx(ctx, nil) })
 }
 
 // DB exposes the handle for packages that own their own tables (each
@@ -111,7 +100,11 @@ func (s *Store) DB() *sql.DB { return s.db }
 
 // Tx runs fn in one write transaction, committing if fn returns nil.
 func (s *Store) Tx(ctx context.Context, fn func(*sql.Tx) error) error {
-	tx, err := s.db.BeginTx(ctx, nil)
+	return runTx(fn, func() (*sql.Tx, error) { return s.db.BeginTx(ctx, nil) })
+}
+
+func runTx(fn func(*sql.Tx) error, begin func() (*sql.Tx, error)) error {
+	tx, err := begin()
 	if err != nil {
 		return fmt.Errorf("begin: %w", classify(err))
 	}

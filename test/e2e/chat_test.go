@@ -140,12 +140,7 @@ func sendWait(t *testing.T, n *nodeProc, contact, text string) string {
 // TestChatBurstCone: both ways at once across two cone NATs, over the
 // direct link: complete, in order, exactly once, all delivered.
 func TestChatBurstCone(t *testing.T) {
-	l := lab.New(t)
-	r := startRendezvous(t, l.Public("rdv"))
-	alice := startNode(t, l.Home("alice", lab.Cone), "alice", r, nodeOpts{})
-	bob := startNode(t, l.Home("bob", lab.Cone), "bob", r, nodeOpts{})
-	befriend(t, alice, bob)
-	waitPath(t, alice, bob, control.PathDirect, directWithin)
+	alice, bob := pair(t, "bob", lab.Cone, control.PathDirect)
 	if via := sendWait(t, alice, "bob", "hello over the direct link"); via != control.PathDirect {
 		t.Fatalf("send --wait says %s, want direct", via)
 	}
@@ -171,12 +166,7 @@ func TestChatBurstCone(t *testing.T) {
 // TestChatBurstRelayed: a symmetric NAT on one side keeps the link on the
 // relay; chat works over it all the same.
 func TestChatBurstRelayed(t *testing.T) {
-	l := lab.New(t)
-	r := startRendezvous(t, l.Public("rdv"))
-	alice := startNode(t, l.Home("alice", lab.Cone), "alice", r, nodeOpts{})
-	carol := startNode(t, l.Home("carol", lab.Symmetric), "carol", r, nodeOpts{})
-	befriend(t, alice, carol)
-	waitPath(t, alice, carol, control.PathRelayed, directWithin)
+	alice, carol := pair(t, "carol", lab.Symmetric, control.PathRelayed)
 	if via := sendWait(t, carol, "alice", "hello through the relay"); via != control.PathRelayed {
 		t.Fatalf("send --wait says %s, want relayed", via)
 	}
@@ -203,12 +193,7 @@ func TestChatBurstRelayed(t *testing.T) {
 // TestChatReceiverKilled: the receiver is SIGKILLed in the middle of a
 // burst and restarted; nothing is lost, nothing doubled.
 func TestChatReceiverKilled(t *testing.T) {
-	l := lab.New(t)
-	r := startRendezvous(t, l.Public("rdv"))
-	alice := startNode(t, l.Home("alice", lab.Cone), "alice", r, nodeOpts{})
-	bob := startNode(t, l.Home("bob", lab.Cone), "bob", r, nodeOpts{})
-	befriend(t, alice, bob)
-	waitPath(t, alice, bob, control.PathDirect, directWithin)
+	alice, bob := pair(t, "bob", lab.Cone, control.PathDirect)
 
 	const n = 2000
 	done := make(chan []string)
@@ -226,12 +211,7 @@ func TestChatReceiverKilled(t *testing.T) {
 // TestChatSenderKilled: the sender is SIGKILLed with messages in its
 // outbox (the contact was offline); restarted, it delivers them by itself.
 func TestChatSenderKilled(t *testing.T) {
-	l := lab.New(t)
-	r := startRendezvous(t, l.Public("rdv"))
-	alice := startNode(t, l.Home("alice", lab.Cone), "alice", r, nodeOpts{})
-	bob := startNode(t, l.Home("bob", lab.Cone), "bob", r, nodeOpts{})
-	befriend(t, alice, bob)
-	waitPath(t, alice, bob, control.PathDirect, directWithin)
+	alice, bob := pair(t, "bob", lab.Cone, control.PathDirect)
 
 	bob.proc.Kill()
 	const n = 50

@@ -210,6 +210,20 @@ func befriend(t testing.TB, a, b *nodeProc) {
 	}
 }
 
+// pair starts a lab with a rendezvous, alice behind a cone NAT and a
+// contact called name behind a NAT of kind, makes them contacts, and waits
+// until alice sees the link on path.
+func pair(t testing.TB, name string, kind lab.Kind, path string) (alice, other *nodeProc) {
+	t.Helper()
+	l := lab.New(t)
+	r := startRendezvous(t, l.Public("rdv"))
+	alice = startNode(t, l.Home("alice", lab.Cone), "alice", r, nodeOpts{})
+	other = startNode(t, l.Home(name, kind), name, r, nodeOpts{})
+	befriend(t, alice, other)
+	waitPath(t, alice, other, path, directWithin)
+	return alice, other
+}
+
 // waitPath waits until n sees the contact on path.
 func waitPath(t testing.TB, n, other *nodeProc, path string, timeout time.Duration) control.ContactStatus {
 	t.Helper()

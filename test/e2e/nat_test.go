@@ -167,12 +167,7 @@ func TestRendezvousOutage(t *testing.T) {
 // TestReconnectAfterRestart: a contact that restarts is found again on the
 // rendezvous and the link becomes direct again.
 func TestReconnectAfterRestart(t *testing.T) {
-	l := lab.New(t)
-	r := startRendezvous(t, l.Public("rdv"))
-	alice := startNode(t, l.Home("alice", lab.Cone), "alice", r, nodeOpts{})
-	bob := startNode(t, l.Home("bob", lab.Cone), "bob", r, nodeOpts{})
-	befriend(t, alice, bob)
-	waitPath(t, alice, bob, control.PathDirect, directWithin)
+	alice, bob := pair(t, "bob", lab.Cone, control.PathDirect)
 
 	bob.proc.Kill()
 	waitPath(t, alice, bob, control.PathNone, 30*time.Second)

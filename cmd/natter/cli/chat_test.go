@@ -24,6 +24,12 @@ func startNode(t *testing.T, name string) (*node.Node, string) {
 	dir := filepath.Join(t.TempDir(), name)
 	code, _, errOut := run(t, "init", "--data-dir", dir, "--name", name, "--no-passphrase")
 	require.Equal(t, 0, code, errOut)
+	return nodeOn(t, dir), dir
+}
+
+// nodeOn runs an in-process daemon (loopback, TCP) on an initialised dir.
+func nodeOn(t *testing.T, dir string) *node.Node {
+	t.Helper()
 	sk, err := identity.Load(dir, nil)
 	require.NoError(t, err)
 	cfg := node.DefaultConfig()
@@ -34,7 +40,7 @@ func startNode(t *testing.T, name string) (*node.Node, string) {
 	n, err := node.New(context.Background(), cfg, sk)
 	require.NoError(t, err)
 	t.Cleanup(func() { n.Close() })
-	return n, dir
+	return n
 }
 
 func runIn(t *testing.T, stdin string, args ...string) (int, string, string) {

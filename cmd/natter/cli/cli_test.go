@@ -2,7 +2,6 @@ package cli_test
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"net"
 	"os"
@@ -13,7 +12,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/natterim/natter/cmd/natter/cli"
-	"github.com/natterim/natter/node"
 	"github.com/natterim/natter/node/identity"
 )
 
@@ -120,16 +118,7 @@ func TestDaemonAlreadyRunning(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "d")
 	code, _, errOut := run(t, "init", "--data-dir", dir, "--name", "alice", "--no-passphrase")
 	require.Equal(t, 0, code, errOut)
-	sk, err := identity.Load(dir, nil)
-	require.NoError(t, err)
-	cfg := node.DefaultConfig()
-	cfg.DataDir = dir
-	cfg.Listen = []string{"/ip4/127.0.0.1/tcp/0"}
-	cfg.Transports = []string{"tcp"}
-	cfg.NATPortMap, cfg.DHT = false, false
-	n, err := node.New(context.Background(), cfg, sk)
-	require.NoError(t, err)
-	defer n.Close()
+	n := nodeOn(t, dir)
 
 	code, _, errOut = run(t, "daemon", "--data-dir", dir, "--listen", "/ip4/127.0.0.1/tcp/0", "--nat-port-map=false")
 	oneLineErr(t, code, errOut, 1, "already running")
