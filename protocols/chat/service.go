@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/host"
@@ -118,7 +117,7 @@ func (s *Service) serve(st network.Stream, from peer.ID) error {
 			return err
 		}
 		if _, err := r.Peek(1); err != nil {
-			if errors.Is(err, io.EOF) || errors.Is(err, os.ErrDeadlineExceeded) {
+			if errors.Is(err, io.EOF) || wire.IsTimeout(err) {
 				return nil
 			}
 			return err

@@ -10,10 +10,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	mocknet "github.com/libp2p/go-libp2p/p2p/net/mock"
+	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 	"github.com/stretchr/testify/require"
 	"google.golang.org/protobuf/encoding/protowire"
 
@@ -421,5 +423,33 @@ func TestCloseWrite(t *testing.T) {
 	time.Sleep(50 * time.Millisecond)
 	for _, reason := range []string{"eof", "reset", "other", "timeout"} {
 		require.Zero(t, m.Count("chat", reason), reason)
+	}
+}
+
+// TestIdleEndsCleanlyOverYamux: on a real TCP+yamux connection (mocknet
+// has no deadlines), a stream that stays quiet past IdleTimeout is closed
+// by the receiver, not reset, and counts as no error.
+func TestIdleEndsCleanlyOverYamux(t *testing.T) {
+	newHost := func() host.Host {
+		h, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"), libp2p.Transport(tcp.NewTCPTransport))
+		require.NoError(t, err)
+		t.Cleanup(func() { h.Close() })
+		return h
+	}
+	h1, h2 := newHost(), newHost()
+	require.NoError(t, h1.Connect(context.Background(), peer.AddrInfo{ID: h2.ID(), Addrs: h2.Addrs()}))
+	m := wire.NewMetrics(nil)
+	svc := chat.NewService(h2, &fakeReceiver{}, &chat.Options{Metrics: m, IdleTimeout: 200 * time.Millisecond})
+	defer svc.Close()
+	s, err := chat.Open(context.Background(), h1, h2.ID(), 5*time.Second)
+	require.NoError(t, err)
+	require.NoError(t, s.Send([]*pb.Message{textMsg("x")}))
+	_, err = s.ReadAck()
+	require.NoError(t, err)
+	require.NoError(t, s.Idle())
+	_, err = s.ReadAck()
+	require.ErrorIs(t, err, io.EOF, "the receiver closes an idle stream, it does not reset it")
+	for _, r := range []string{"timeout", "reset", "other", "eof"} {
+		require.Zero(t, m.Count("chat", r), r)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"time"
 
@@ -73,7 +74,7 @@ func Reason(err error) string {
 		return "refused"
 	case errors.Is(err, ErrRateLimited):
 		return "rate_limited"
-	case errors.Is(err, os.ErrDeadlineExceeded), errors.Is(err, context.DeadlineExceeded):
+	case IsTimeout(err), errors.Is(err, context.DeadlineExceeded):
 		return "timeout"
 	case errors.Is(err, network.ErrReset):
 		return "reset"
@@ -82,6 +83,17 @@ func Reason(err error) string {
 	default:
 		return "other"
 	}
+}
+
+// IsTimeout reports whether err is a stream deadline expiring. Muxers
+// differ: yamux returns its own net.Error with Timeout() true, QUIC wraps
+// os.ErrDeadlineExceeded.
+func IsTimeout(err error) bool {
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return true
+	}
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
 
 // Sentinel errors that protocol packages wrap so that Reason can label them.
