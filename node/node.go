@@ -48,6 +48,7 @@ import (
 	"github.com/libp2p/go-libp2p/p2p/protocol/holepunch"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/natterim/natter/internal/dirlock"
 	"github.com/natterim/natter/node/store"
 	rdvproto "github.com/natterim/natter/protocols/rendezvous"
 	"github.com/natterim/natter/protocols/wire"
@@ -81,7 +82,7 @@ type Node struct {
 	key       crypto.PrivKey
 	startedAt time.Time
 
-	lock    *dirLock
+	lock    *dirlock.Lock
 	store   *store.Store
 	host    host.Host
 	nat     *natWatch
@@ -239,7 +240,7 @@ func (n *Node) Close() error {
 			errs = append(errs, n.store.Close())
 		}
 		if n.lock != nil {
-			errs = append(errs, n.lock.release())
+			errs = append(errs, n.lock.Release())
 		}
 		n.closeErr = errors.Join(errs...)
 	})

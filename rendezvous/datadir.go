@@ -6,11 +6,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
-	"syscall"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
+
+	"github.com/natterim/natter/internal/dirlock"
 )
 
 // Files in the data dir.
@@ -106,34 +105,7 @@ func writeNew(p string, b []byte) error {
 	return nil
 }
 
-type dirLock struct{ f *os.File }
-
-// lockDataDir takes an exclusive advisory lock on dir/server.lock. The
-// kernel drops it when the process dies, so a killed server never leaves a
-// stale lock.
-func lockDataDir(dir string) (*dirLock, error) {
-	p := filepath.Join(dir, LockFile)
-	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("open lock file: %w", err)
-	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		b := make([]byte, 32)
-		k, _ := f.ReadAt(b, 0)
-		f.Close()
-		if errors.Is(err, syscall.EWOULDBLOCK) {
-			pid := strings.TrimSpace(string(b[:k]))
-			return nil, fmt.Errorf("%w (%s, pid %s); stop it first or use another --data-dir", ErrAlreadyRunning, dir, pid)
-		}
-		return nil, fmt.Errorf("lock data dir: %w", err)
-	}
-	if err := f.Truncate(0); err == nil {
-		_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
-	}
-	return &dirLock{f: f}, nil
-}
-
-func (l *dirLock) release() error {
-	_ = syscall.Flock(int(l.f.Fd()), syscall.LOCK_UN)
-	return l.f.Close()
+// lockDataDir takes the lock on dir/server.lock (see internal/dirlock).
+func lockDataDir(dir string) (*dirlock.Lock, error) {
+	return dirlock.Acquire(dir, LockFile, ErrAlreadyRunning)
 }

@@ -30,6 +30,7 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/natterim/natter/internal/dirlock"
 	rdvproto "github.com/natterim/natter/protocols/rendezvous"
 	"github.com/natterim/natter/protocols/wire"
 )
@@ -70,7 +71,7 @@ type Server struct {
 	reg     *prometheus.Registry
 	started time.Time
 
-	lock     *dirLock
+	lock     *dirlock.Lock
 	h        host.Host
 	relay    *relay.Relay
 	dht      *dht.IpfsDHT
@@ -454,7 +455,7 @@ func (s *Server) Close() error {
 			}
 		}
 		if s.lock != nil {
-			if err := s.lock.release(); err != nil {
+			if err := s.lock.Release(); err != nil {
 				errs = append(errs, fmt.Errorf("release data dir: %w", err))
 			}
 		}
