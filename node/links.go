@@ -51,12 +51,11 @@ type contactLink struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 
-	mu          sync.Mutex
-	path        string
-	remote      ma.Multiaddr
-	rtt         time.Duration
-	directSince time.Time
-	lastErr     string
+	mu      sync.Mutex
+	path    string
+	remote  ma.Multiaddr
+	rtt     time.Duration
+	lastErr string
 }
 
 func (l *contactLink) setErr(err error) {
@@ -235,12 +234,6 @@ func (n *Node) updatePath(ctx context.Context, l *contactLink) string {
 	l.mu.Lock()
 	old := l.path
 	l.path, l.remote = path, remote
-	switch {
-	case path == control.PathDirect && old != control.PathDirect:
-		l.directSince = time.Now()
-	case path != control.PathDirect:
-		l.directSince = time.Time{}
-	}
 	l.mu.Unlock()
 	if old != path {
 		name := ""
@@ -402,13 +395,15 @@ func (n *Node) contactStatus(ctx context.Context) ([]control.ContactStatus, erro
 		if conn != nil {
 			st.RemoteAddr = conn.RemoteMultiaddr().String()
 			st.Transport = transportName(conn.RemoteMultiaddr())
+			if path == control.PathDirect {
+				// Read off the connection itself, so that it agrees with
+				// path even before the link's loop has noticed the change.
+				st.DirectSince = conn.Stat().Opened
+			}
 		}
 		if l := n.links.get(c.PeerID); l != nil {
 			l.mu.Lock()
 			st.RTTMillis = millis(l.rtt)
-			if path == control.PathDirect {
-				st.DirectSince = l.directSince
-			}
 			st.LastError = l.lastErr
 			l.mu.Unlock()
 		}
