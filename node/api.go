@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -22,6 +23,7 @@ import (
 	"github.com/natterim/natter/node/control"
 	"github.com/natterim/natter/node/invite"
 	"github.com/natterim/natter/node/store"
+	"github.com/natterim/natter/protocols/chat"
 )
 
 // maxRequestBody bounds control API request bodies.
@@ -161,6 +163,28 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
 	_ = json.NewEncoder(w).Encode(v)
+}
+
+// decodeBody decodes a JSON request body. Invalid UTF-8 is refused rather
+// than silently replaced (which is what encoding/json would do to it).
+func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
+	b, err := io.ReadAll(io.LimitReader(r.Body, maxRequestBody+1))
+	switch {
+	case err != nil:
+		writeErr(w, http.StatusBadRequest, fmt.Errorf("read request body: %w", err))
+		return false
+	case len(b) > maxRequestBody:
+		writeErr(w, http.StatusRequestEntityTooLarge, fmt.Errorf("request body over %d bytes", maxRequestBody))
+		return false
+	case !utf8.Valid(b):
+		writeErr(w, http.StatusBadRequest, fmt.Errorf("request body: %w", chat.ErrNotUTF8))
+		return false
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		writeErr(w, http.StatusBadRequest, fmt.Errorf("bad request body: %w", err))
+		return false
+	}
+	return true
 }
 
 func writeErr(w http.ResponseWriter, code int, err error) {
@@ -307,8 +331,7 @@ func (n *Node) AddContact(ctx context.Context, req control.AddContactRequest) (s
 
 func (n *Node) handleAddContact(w http.ResponseWriter, r *http.Request) {
 	var req control.AddContactRequest
-	if err := json.NewDecoder(io.LimitReader(r.Body, maxRequestBody)).Decode(&req); err != nil {
-		writeErr(w, http.StatusBadRequest, fmt.Errorf("bad request body: %w", err))
+	if !decodeBody(w, r, &req) {
 		return
 	}
 	c, err := n.AddContact(r.Context(), req)

@@ -2,14 +2,11 @@ package node
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strconv"
 	"time"
-	"unicode/utf8"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
@@ -247,28 +244,6 @@ func (n *Node) SetReceipts(ctx context.Context, ref, mode string) (store.Contact
 		return c, err
 	}
 	return c, nil
-}
-
-// decodeBody decodes a JSON request body. Invalid UTF-8 is refused rather
-// than silently replaced (which is what encoding/json would do to it).
-func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
-	b, err := io.ReadAll(io.LimitReader(r.Body, maxRequestBody+1))
-	switch {
-	case err != nil:
-		writeErr(w, http.StatusBadRequest, fmt.Errorf("read request body: %w", err))
-		return false
-	case len(b) > maxRequestBody:
-		writeErr(w, http.StatusRequestEntityTooLarge, fmt.Errorf("request body over %d bytes", maxRequestBody))
-		return false
-	case !utf8.Valid(b):
-		writeErr(w, http.StatusBadRequest, fmt.Errorf("cannot send: %w", chat.ErrNotUTF8))
-		return false
-	}
-	if err := json.Unmarshal(b, v); err != nil {
-		writeErr(w, http.StatusBadRequest, fmt.Errorf("bad request body: %w", err))
-		return false
-	}
-	return true
 }
 
 func limitParam(r *http.Request) (int, error) {

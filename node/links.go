@@ -386,6 +386,10 @@ func (n *Node) contactStatus(ctx context.Context) ([]control.ContactStatus, erro
 	if err != nil {
 		return nil, err
 	}
+	queued, err := n.store.Queued(ctx)
+	if err != nil {
+		return nil, err
+	}
 	out := make([]control.ContactStatus, 0, len(cs))
 	for _, c := range cs {
 		st := control.ContactStatus{PeerID: c.PeerID.String(), Name: c.Name, State: c.State, Path: control.PathNone}
@@ -410,10 +414,7 @@ func (n *Node) contactStatus(ctx context.Context) ([]control.ContactStatus, erro
 		if !st.Connected {
 			st.RTTMillis = 0
 		}
-		st.Unread = unread[c.PeerID]
-		if st.Queued, err = n.store.OutboxLen(ctx, c.PeerID); err != nil {
-			return nil, err
-		}
+		st.Unread, st.Queued = unread[c.PeerID], queued[c.PeerID]
 		out = append(out, st)
 	}
 	return out, nil

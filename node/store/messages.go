@@ -200,6 +200,11 @@ func (s *Store) OutboxLen(ctx context.Context, p peer.ID) (int, error) {
 	return n, nil
 }
 
+// Queued counts the messages queued per contact.
+func (s *Store) Queued(ctx context.Context) (map[peer.ID]int, error) {
+	return s.countPerPeer(ctx, `SELECT peer_id, count(*) FROM outbox GROUP BY peer_id`)
+}
+
 // Acked records that p's node acknowledged (durably stored) the messages
 // ids: they leave the outbox and become delivered, via the given path.
 //
@@ -469,10 +474,15 @@ func (s *Store) MessageByID(ctx context.Context, id chat.MsgID) (Message, error)
 
 // Unread counts unread incoming messages per contact.
 func (s *Store) Unread(ctx context.Context) (map[peer.ID]int, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT peer_id, count(*) FROM messages
+	return s.countPerPeer(ctx, `SELECT peer_id, count(*) FROM messages
 		WHERE outgoing = 0 AND status < ? GROUP BY peer_id`, StatusRead)
+}
+
+// countPerPeer runs a (peer_id, count) query.
+func (s *Store) countPerPeer(ctx context.Context, q string, args ...any) (map[peer.ID]int, error) {
+	rows, err := s.db.QueryContext(ctx, q, args...)
 	if err != nil {
-		return nil, fmt.Errorf("count unread: %w", classify(err))
+		return nil, fmt.Errorf("count messages: %w", classify(err))
 	}
 	defer rows.Close()
 	out := map[peer.ID]int{}
@@ -482,7 +492,7 @@ func (s *Store) Unread(ctx context.Context) (map[peer.ID]int, error) {
 			n  int
 		)
 		if err := rows.Scan(&id, &n); err != nil {
-			return nil, fmt.Errorf("count unread: %w", classify(err))
+			return nil, fmt.Errorf("count messages: %w", classify(err))
 		}
 		if p, err := peer.Decode(id); err == nil {
 			out[p] = n
