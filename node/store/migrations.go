@@ -67,6 +67,22 @@ var migrations = []string{
 		in_seq   INTEGER NOT NULL DEFAULT 0
 	);
 	ALTER TABLE contacts ADD COLUMN read_receipts INTEGER;`,
+	// 3: identity, friends, names, presence. contacts gain the friend
+	// request's note (theirs for pending_in, ours for pending_out) and the
+	// directory name they were added by (so a key change under that name
+	// is noticed). profiles caches each contact's profile; the row with
+	// peer_id 'self' is our own.
+	`ALTER TABLE contacts ADD COLUMN note TEXT NOT NULL DEFAULT '';
+	ALTER TABLE contacts ADD COLUMN dir_name TEXT NOT NULL DEFAULT '';
+	CREATE TABLE profiles (
+		peer_id     TEXT PRIMARY KEY,
+		version     INTEGER NOT NULL,
+		name        TEXT NOT NULL DEFAULT '',
+		status      TEXT NOT NULL DEFAULT '',
+		avatar      BLOB,
+		avatar_type TEXT NOT NULL DEFAULT '',
+		updated_at  INTEGER NOT NULL
+	);`,
 }
 
 // SchemaVersion is the version this natter writes.
