@@ -24,6 +24,7 @@ import (
 	"github.com/natterim/natter/node/invite"
 	"github.com/natterim/natter/node/store"
 	"github.com/natterim/natter/protocols/chat"
+	"github.com/natterim/natter/protocols/contact"
 )
 
 // maxRequestBody bounds control API request bodies.
@@ -146,6 +147,11 @@ func (n *Node) apiMux() *http.ServeMux {
 	mux.HandleFunc("POST "+v+"/contacts", n.handleAddContact)
 	mux.HandleFunc("DELETE "+v+"/contacts/{ref}", n.handleRemoveContact)
 	mux.HandleFunc("POST "+v+"/contacts/{ref}/ping", n.handlePing)
+	mux.HandleFunc("POST "+v+"/contacts/{ref}/accept", n.handleAccept)
+	mux.HandleFunc("POST "+v+"/contacts/{ref}/reject", n.handleReject)
+	mux.HandleFunc("POST "+v+"/contacts/{ref}/block", n.handleBlock)
+	mux.HandleFunc("POST "+v+"/presence", n.handlePresence)
+	mux.HandleFunc("POST "+v+"/activity", n.handleActivity)
 	mux.HandleFunc("POST "+v+"/contacts/{ref}/messages", n.handleSend)
 	mux.HandleFunc("GET "+v+"/contacts/{ref}/messages", n.handleHistory)
 	mux.HandleFunc("POST "+v+"/contacts/{ref}/read", n.handleRead)
@@ -209,6 +215,12 @@ func (n *Node) Status(ctx context.Context) (control.Status, error) {
 		Rendezvous:    n.rendezvousStatus(),
 		StartedAt:     n.startedAt,
 	}
+	n.self.mu.Lock()
+	st.Presence, st.AutoAway = n.self.manual, n.self.autoAway && n.self.manual == control.PresenceOnline
+	n.self.mu.Unlock()
+	if prof, err := n.store.OwnProfile(ctx); err == nil {
+		st.StatusMessage = prof.Status
+	}
 	if st.NATMapping.Mapped == nil {
 		st.NATMapping.Mapped = []string{}
 	}
@@ -257,7 +269,7 @@ func (n *Node) handleID(w http.ResponseWriter, r *http.Request) {
 }
 
 func toAPIContact(c store.Contact) control.Contact {
-	return control.Contact{PeerID: c.PeerID.String(), Name: c.Name, State: c.State, Rendezvous: strs(c.Rendezvous), AddedAt: c.CreatedAt, ReadReceipts: c.ReadReceipts}
+	return control.Contact{PeerID: c.PeerID.String(), Name: c.Name, State: c.State, Rendezvous: strs(c.Rendezvous), AddedAt: c.CreatedAt, ReadReceipts: c.ReadReceipts, Note: c.Note, DirName: c.DirName}
 }
 
 func (n *Node) handleContacts(w http.ResponseWriter, r *http.Request) {
@@ -273,11 +285,12 @@ func (n *Node) handleContacts(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
-// AddContact adds a contact from a peer ID or an invite and starts keeping
-// a link with it.
+// AddContact adds a contact from a peer ID or an invite and sends it a
+// friend request (state pending_out) with req.Note. If that peer had asked
+// us already (pending_in), adding it accepts its request.
 func (n *Node) AddContact(ctx context.Context, req control.AddContactRequest) (store.Contact, error) {
 	target := strings.TrimSpace(req.Target)
-	c := store.Contact{Name: strings.TrimSpace(req.Name), State: store.StateAccepted}
+	c := store.Contact{Name: strings.TrimSpace(req.Name), State: store.StatePendingOut, Note: req.Note}
 	if invite.IsInvite(target) {
 		inv, err := invite.Parse(target)
 		if err != nil {
@@ -293,38 +306,46 @@ func (n *Node) AddContact(ctx context.Context, req control.AddContactRequest) (s
 				c.Rendezvous = append(c.Rendezvous, as...)
 			}
 		}
-	} else {
-		id, err := peer.Decode(target)
-		if err != nil {
-			return c, badRequest(fmt.Errorf("%q is neither a peer ID nor an invite (natter:...)", target))
-		}
+	} else if id, err := peer.Decode(target); err == nil {
 		c.PeerID = id
+	} else {
+		return c, badRequest(fmt.Errorf("%q is neither a peer ID nor an invite (natter:...)", target))
 	}
 	if c.PeerID == n.host.ID() {
 		return c, badRequest(errors.New("that is this node's own peer ID"))
 	}
-	if len(c.Name) > invite.MaxNameLen {
-		return c, badRequest(fmt.Errorf("name is longer than %d bytes", invite.MaxNameLen))
-	}
 	if c.Name != "" {
-		if _, err := peer.Decode(c.Name); err == nil {
-			return c, badRequest(errors.New("a contact's name cannot be a peer ID"))
+		if err := n.checkContactName(c.Name); err != nil {
+			return c, err
 		}
 	}
-	if err := n.store.AddContact(ctx, c); err != nil {
+	if err := contact.ValidateText("note", c.Note, contact.MaxNoteBytes); err != nil {
+		return c, badRequest(err)
+	}
+	n.reqs.mu.Lock()
+	if old, err := n.store.ContactByPeer(ctx, c.PeerID); err == nil {
+		n.reqs.mu.Unlock()
+		switch old.State {
+		case store.StatePendingIn:
+			return n.AcceptContact(ctx, old.PeerID.String(), c.Name)
+		case store.StateBlocked:
+			return c, conflict(fmt.Errorf("%s is blocked; to unblock it: natter contacts remove %s", old.Label(), old.Label()))
+		}
+		return c, conflict(fmt.Errorf("%s is already a contact (as %q, %s)", c.PeerID, old.Label(), old.State))
+	}
+	err := n.store.AddContact(ctx, c)
+	n.reqs.mu.Unlock()
+	if err != nil {
 		if errors.Is(err, store.ErrExists) {
-			if old, ferr := n.store.ContactByPeer(ctx, c.PeerID); ferr == nil {
-				return c, conflict(fmt.Errorf("%s is already a contact (as %q)", c.PeerID, old.Label()))
-			}
 			return c, conflict(fmt.Errorf("the name %q is taken by another contact", c.Name))
 		}
 		return c, err
 	}
-	c, err := n.store.ContactByPeer(ctx, c.PeerID)
+	c, err = n.store.ContactByPeer(ctx, c.PeerID)
 	if err != nil {
 		return c, err
 	}
-	n.log.Info("contact added", "peer", c.PeerID.ShortString(), "name", c.Name)
+	n.log.Info("contact added, friend request pending", "peer", c.PeerID.ShortString(), "name", c.Name)
 	n.startContact(c.PeerID)
 	return c, nil
 }
@@ -362,6 +383,7 @@ func (n *Node) handleRemoveContact(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, statusOf(err), err)
 		return
 	}
+	n.gater.set(c.PeerID, false)
 	n.log.Info("contact removed", "peer", c.PeerID.ShortString(), "name", c.Name)
 	writeJSON(w, http.StatusOK, toAPIContact(c))
 }

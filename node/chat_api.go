@@ -24,16 +24,30 @@ const (
 	maxWait = 10 * time.Minute
 )
 
+// canChat explains why c cannot be written to, if it cannot.
+func canChat(c store.Contact) error {
+	switch c.State {
+	case store.StateAccepted:
+		return nil
+	case store.StatePendingOut:
+		return conflict(fmt.Errorf("%s has not accepted your friend request yet", c.Label()))
+	case store.StatePendingIn:
+		return conflict(fmt.Errorf("%s asked to be your contact: accept first (natter contacts accept %s)", c.Label(), c.Label()))
+	}
+	return conflict(fmt.Errorf("%s is blocked", c.Label()))
+}
+
 // Send queues a text or nudge for a contact and returns once it is
 // durable in the outbox (or, with req.Wait, once it is delivered or the
 // wait is over; it stays queued either way).
 func (n *Node) Send(ctx context.Context, ref string, req control.SendRequest) (control.Message, error) {
+	n.touch()
 	c, err := n.findContactRef(ctx, ref)
 	if err != nil {
 		return control.Message{}, err
 	}
-	if c.State != store.StateAccepted {
-		return control.Message{}, conflict(fmt.Errorf("%s is not an accepted contact", c.Label()))
+	if err := canChat(c); err != nil {
+		return control.Message{}, err
 	}
 	m := store.NewOutgoing{ID: chat.NewID(), Peer: c.PeerID, SentAt: time.Now()}
 	switch req.Kind {
@@ -180,6 +194,7 @@ func (n *Node) receiptsOn(c store.Contact) bool {
 // MarkRead marks a conversation read and, if receipts are on for the
 // contact, queues a read receipt.
 func (n *Node) MarkRead(ctx context.Context, ref string) (control.ReadResult, error) {
+	n.touch()
 	c, err := n.findContactRef(ctx, ref)
 	if err != nil {
 		return control.ReadResult{}, err
@@ -200,6 +215,7 @@ func (n *Node) MarkRead(ctx context.Context, ref string) (control.ReadResult, er
 // Typing tells a connected contact that the user started or stopped
 // typing. It is best effort and reports whether the notice went out.
 func (n *Node) Typing(ctx context.Context, ref string, typing bool) (bool, error) {
+	n.touch()
 	c, err := n.findContactRef(ctx, ref)
 	if err != nil {
 		return false, err

@@ -21,6 +21,7 @@ import (
 
 	"github.com/natterim/natter/node/control"
 	"github.com/natterim/natter/node/identity"
+	"github.com/natterim/natter/node/store"
 )
 
 // befriend makes a and b contacts of each other (names as given) and
@@ -34,6 +35,18 @@ func befriend(t *testing.T, a *Node, aName string, b *Node, bName string) {
 	require.NoError(t, err)
 	_, err = apiClient(b).AddContact(ctx, control.AddContactRequest{Target: a.ID().String(), Name: aName})
 	require.NoError(t, err)
+	waitAccepted(t, a, b)
+	waitAccepted(t, b, a)
+}
+
+// waitAccepted waits until n has other as an accepted contact (two users
+// who add each other are accepted once their requests cross).
+func waitAccepted(t *testing.T, n, other *Node) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		c, err := n.store.ContactByPeer(context.Background(), other.ID())
+		return err == nil && c.State == control.StateAccepted
+	}, 20*time.Second, 20*time.Millisecond, "%s never accepted %s", n.ID().ShortString(), other.ID().ShortString())
 }
 
 // waitEvent reads events until one satisfies ok.
@@ -290,10 +303,10 @@ func TestChatRefusesStrangers(t *testing.T) {
 	a := newTestNode(t, testConfig(t), "alice")
 	b := newTestNode(t, testConfig(t), "bob")
 	ctx := context.Background()
-	// Only alice knows bob.
+	// Only alice knows bob, and she believes he accepted her.
 	a.Host().Peerstore().AddAddrs(b.ID(), b.Host().Addrs(), peerstore.PermanentAddrTTL)
-	_, err := apiClient(a).AddContact(ctx, control.AddContactRequest{Target: b.ID().String(), Name: "bob"})
-	require.NoError(t, err)
+	require.NoError(t, a.store.AddContact(ctx, store.Contact{PeerID: b.ID(), Name: "bob", State: store.StateAccepted}))
+	a.startContact(b.ID())
 	m, err := apiClient(a).Send(ctx, "bob", control.SendRequest{Text: "let me in", Wait: "2s"})
 	require.NoError(t, err)
 	require.NotEqual(t, control.StatusDelivered, m.Status)

@@ -47,6 +47,10 @@ type Config struct {
 	DHT bool `mapstructure:"dht"`
 	// Chat configures messaging.
 	Chat ChatConfig `mapstructure:"chat"`
+	// Contacts configures friend requests.
+	Contacts ContactsConfig `mapstructure:"contacts"`
+	// Presence configures what contacts see of us.
+	Presence PresenceConfig `mapstructure:"presence"`
 	// Control configures the control API.
 	Control ControlConfig `mapstructure:"control"`
 	// LogLevel is debug, info, warn or error; LogFormat text or json.
@@ -60,6 +64,27 @@ type ChatConfig struct {
 	// read); `natter contacts receipts <contact> on|off` overrides it per
 	// contact.
 	ReadReceipts bool `mapstructure:"read_receipts"`
+}
+
+// ContactsConfig configures friend requests.
+type ContactsConfig struct {
+	// MaxPending caps the requests waiting for an answer (pending_in);
+	// further requests are refused until some are answered.
+	MaxPending int `mapstructure:"max_pending"`
+	// RequestBurst requests from one peer are answered at once, then one
+	// per RequestInterval; the excess is refused as rate-limited.
+	RequestBurst    int           `mapstructure:"request_burst"`
+	RequestInterval time.Duration `mapstructure:"request_interval"`
+	// RejectCooldown is how long a rejected requester's new requests are
+	// answered "rejected" without asking the user again.
+	RejectCooldown time.Duration `mapstructure:"reject_cooldown"`
+}
+
+// PresenceConfig configures presence.
+type PresenceConfig struct {
+	// IdleAway shows us "away" after this long without activity on the
+	// control API (sending, typing, reading); 0 turns it off.
+	IdleAway time.Duration `mapstructure:"idle_away"`
 }
 
 // ControlConfig configures the control API.
@@ -90,8 +115,15 @@ func DefaultConfig() Config {
 		DirectRetryMax:  10 * time.Minute,
 		DHT:             true,
 		Chat:            ChatConfig{ReadReceipts: true},
-		LogLevel:        "info",
-		LogFormat:       "text",
+		Contacts: ContactsConfig{
+			MaxPending:      100,
+			RequestBurst:    5,
+			RequestInterval: time.Minute,
+			RejectCooldown:  24 * time.Hour,
+		},
+		Presence:  PresenceConfig{IdleAway: 10 * time.Minute},
+		LogLevel:  "info",
+		LogFormat: "text",
 	}
 }
 
@@ -131,6 +163,21 @@ func (c Config) Validate() error {
 	}
 	if c.DirectRetry < time.Second || c.DirectRetryMax < c.DirectRetry {
 		errs = append(errs, fmt.Errorf("direct_retry: %s must be >= 1s and <= direct_retry_max (%s)", c.DirectRetry, c.DirectRetryMax))
+	}
+	if c.Contacts.MaxPending < 1 || c.Contacts.MaxPending > 100000 {
+		errs = append(errs, fmt.Errorf("contacts.max_pending: %d is outside 1..100000", c.Contacts.MaxPending))
+	}
+	if c.Contacts.RequestBurst < 1 || c.Contacts.RequestBurst > 1000 {
+		errs = append(errs, fmt.Errorf("contacts.request_burst: %d is outside 1..1000", c.Contacts.RequestBurst))
+	}
+	if c.Contacts.RequestInterval < time.Second {
+		errs = append(errs, fmt.Errorf("contacts.request_interval: %s is under 1s", c.Contacts.RequestInterval))
+	}
+	if c.Contacts.RejectCooldown < 0 {
+		errs = append(errs, fmt.Errorf("contacts.reject_cooldown: %s is negative", c.Contacts.RejectCooldown))
+	}
+	if c.Presence.IdleAway != 0 && c.Presence.IdleAway < time.Minute {
+		errs = append(errs, fmt.Errorf("presence.idle_away: %s is under 1m (0 turns it off)", c.Presence.IdleAway))
 	}
 	if c.Control.TCPListen != "" {
 		ap, err := netip.ParseAddrPort(c.Control.TCPListen)

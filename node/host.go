@@ -45,6 +45,7 @@ func (n *Node) newHost(rdvs []peer.AddrInfo, reg prometheus.Registerer) (host.Ho
 		libp2p.ListenAddrs(n.cfg.listenAddrs()...),
 		libp2p.UserAgent("natter/" + Version),
 		libp2p.ConnectionManager(cm),
+		libp2p.ConnectionGater(n.gater),
 		libp2p.EnableRelay(), // circuit v2 client: dial and accept relayed links
 		libp2p.AddrsFactory(n.addrsFactory),
 		libp2p.DialRanker(n.plan.rank),

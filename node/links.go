@@ -18,6 +18,7 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/natterim/natter/node/control"
+	"github.com/natterim/natter/node/store"
 	rdvproto "github.com/natterim/natter/protocols/rendezvous"
 )
 
@@ -56,6 +57,15 @@ type contactLink struct {
 	remote  ma.Multiaddr
 	rtt     time.Duration
 	lastErr string
+
+	// Presence the contact pushed (see presence.go); presenceSent is
+	// true once ours reached it over the current connection.
+	presence     string
+	statusMsg    string
+	presenceSet  time.Time
+	presenceSent bool
+	// lastRequest is when our pending friend request was last sent.
+	lastRequest time.Time
 }
 
 func (l *contactLink) setErr(err error) {
@@ -204,6 +214,7 @@ func (n *Node) runContact(ctx context.Context, l *contactLink) {
 			if path == control.PathNone {
 				continue
 			}
+			n.retryRequest(ctx, l)
 			rtt, _, err := n.pingPeer(ctx, p)
 			if err != nil {
 				misses++
@@ -242,8 +253,42 @@ func (n *Node) updatePath(ctx context.Context, l *contactLink) string {
 		}
 		n.log.Info("contact link", "peer", l.id.ShortString(), "name", name, "path", path, "remote", remote)
 		n.publish(control.Event{Type: control.EventLink, PeerID: l.id.String(), Name: name, Connected: path != control.PathNone, Path: path})
+		switch {
+		case path == control.PathNone:
+			l.resetPresence()
+			n.publish(control.Event{Type: control.EventPresence, PeerID: l.id.String(), Name: name, Presence: control.PresenceOffline})
+		case old == control.PathNone:
+			// A connection opened: tell the contact our presence, or
+			// deliver our friend request.
+			l.mu.Lock()
+			l.lastRequest = time.Now()
+			l.mu.Unlock()
+			p := l.id
+			n.goRun(func(ctx context.Context) {
+				n.pushPresence(ctx, p)
+				n.sendRequest(ctx, p)
+			})
+		}
 	}
 	return path
+}
+
+// retryRequest sends our pending friend request again if the last one is
+// older than requestRetry (its answer may have been lost).
+func (n *Node) retryRequest(ctx context.Context, l *contactLink) {
+	l.mu.Lock()
+	due := time.Since(l.lastRequest) >= requestRetry
+	if due {
+		l.lastRequest = time.Now()
+	}
+	l.mu.Unlock()
+	if !due {
+		return
+	}
+	if c, err := n.store.ContactByPeer(ctx, l.id); err == nil && c.State == store.StatePendingOut {
+		p := l.id
+		n.goRun(func(ctx context.Context) { n.sendRequest(ctx, p) })
+	}
 }
 
 // pathTo names the best connection to p: direct if any connection is
@@ -342,7 +387,7 @@ func (n *Node) findContact(ctx context.Context, p peer.ID) error {
 // new stream (the direct one when there is one) and returns that
 // connection.
 func (n *Node) pingPeer(ctx context.Context, p peer.ID) (time.Duration, network.Conn, error) {
-	pctx, cancel := context.WithTimeout(ctx, n.cfg.Heartbeat)
+	pctx, cancel := context.WithTimeout(ctx, n.pingTimeout())
 	defer cancel()
 	s, err := n.host.NewStream(network.WithNoDial(network.WithAllowLimitedConn(pctx, "ping"), "ping"), p, ping.ID)
 	if err != nil {
@@ -376,6 +421,11 @@ func (n *Node) pingPeer(ctx context.Context, p peer.ID) (time.Duration, network.
 	return rtt, s.Conn(), nil
 }
 
+// pingTimeout bounds one heartbeat: half the interval, at most 5 s. A
+// contact whose node died is offline after at most
+// heartbeat*heartbeat_misses + pingTimeout.
+func (n *Node) pingTimeout() time.Duration { return min(n.cfg.Heartbeat/2, 5*time.Second) }
+
 // contactStatus is the status of every contact's link.
 func (n *Node) contactStatus(ctx context.Context) ([]control.ContactStatus, error) {
 	cs, err := n.store.Contacts(ctx)
@@ -405,10 +455,14 @@ func (n *Node) contactStatus(ctx context.Context) ([]control.ContactStatus, erro
 				st.DirectSince = conn.Stat().Opened
 			}
 		}
+		st.Presence = control.PresenceOffline
 		if l := n.links.get(c.PeerID); l != nil {
 			l.mu.Lock()
 			st.RTTMillis = millis(l.rtt)
 			st.LastError = l.lastErr
+			if c.State == store.StateAccepted {
+				st.Presence, st.StatusMessage = l.presenceLocked(st.Connected)
+			}
 			l.mu.Unlock()
 		}
 		if !st.Connected {

@@ -99,6 +99,10 @@ type Node struct {
 	rdvs  []*rdvLink
 	links *contactLinks
 	chat  *chatter
+	gater *blockGater
+	reqs  *requests
+	self  selfPresence
+	svcs  []interface{ Close() }
 	ready chan struct{} // closed once hole punching is armed (or we gave up waiting)
 
 	api *apiServer
@@ -153,6 +157,20 @@ func New(ctx context.Context, cfg Config, key crypto.PrivKey, opts ...Option) (_
 	if n.store, err = store.Open(ctx, filepath.Join(cfg.DataDir, store.FileName)); err != nil {
 		return nil, fmt.Errorf("open database: %w", err)
 	}
+	contacts, err := n.store.Contacts(ctx)
+	if err != nil {
+		return nil, err
+	}
+	n.gater = newBlockGater(o.reg)
+	for _, c := range contacts {
+		if c.State == store.StateBlocked {
+			n.gater.set(c.PeerID, true)
+		}
+	}
+	n.reqs = newRequests()
+	if err := n.loadPresence(ctx); err != nil {
+		return nil, err
+	}
 	rdvInfos, _ := cfg.RendezvousInfos() // validated above
 	if n.host, err = n.newHost(rdvInfos, o.reg); err != nil {
 		return nil, err
@@ -173,6 +191,8 @@ func New(ctx context.Context, cfg Config, key crypto.PrivKey, opts ...Option) (_
 	n.links = newContactLinks()
 	n.chat = newChatter(n)
 	n.goRun(n.chat.commitLoop)
+	n.startServices()
+	n.goRun(n.idleLoop)
 
 	if n.api, err = n.startAPI(); err != nil {
 		return nil, err
@@ -181,12 +201,10 @@ func New(ctx context.Context, cfg Config, key crypto.PrivKey, opts ...Option) (_
 	for _, l := range n.rdvs {
 		n.goRun(func(ctx context.Context) { n.runRendezvous(ctx, l) })
 	}
-	contacts, err := n.store.Contacts(ctx)
-	if err != nil {
-		return nil, err
-	}
 	for _, c := range contacts {
-		n.startContact(c.PeerID)
+		if wantsLink(c.State) {
+			n.startContact(c.PeerID)
+		}
 	}
 	n.log.Info("node started", "peer_id", n.host.ID().String(), "listen", n.host.Addrs(), "rendezvous", len(rdvInfos))
 	return n, nil
@@ -212,6 +230,9 @@ func (n *Node) goRun(f func(ctx context.Context)) {
 // its goroutines. It is safe to call more than once.
 func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
+		// Tell contacts we are going before anything stops, so that they
+		// show us offline at once.
+		n.pushOffline()
 		n.cancel()
 		var errs []error
 		if n.api != nil {
@@ -226,6 +247,9 @@ func (n *Node) Close() error {
 			_ = hps.Close()
 		}
 		n.wg.Wait()
+		for _, s := range n.svcs {
+			s.Close()
+		}
 		if n.chat != nil {
 			n.chat.close()
 		}

@@ -237,3 +237,37 @@ func (c *Client) SetReceipts(ctx context.Context, ref, mode string) (Contact, er
 	err := c.Do(ctx, http.MethodPost, "/contacts/"+PathEscape(ref)+"/receipts", ReceiptsRequest{Mode: mode}, &out)
 	return out, err
 }
+
+// AcceptContact accepts ref's friend request; name, if not empty, names
+// the contact locally.
+func (c *Client) AcceptContact(ctx context.Context, ref, name string) (Contact, error) {
+	var out Contact
+	err := c.Do(ctx, http.MethodPost, "/contacts/"+PathEscape(ref)+"/accept", AcceptRequest{Name: name}, &out)
+	return out, err
+}
+
+// RejectContact rejects ref's friend request.
+func (c *Client) RejectContact(ctx context.Context, ref string) (Contact, error) {
+	var out Contact
+	err := c.Do(ctx, http.MethodPost, "/contacts/"+PathEscape(ref)+"/reject", nil, &out)
+	return out, err
+}
+
+// BlockContact blocks a contact or any peer ID.
+func (c *Client) BlockContact(ctx context.Context, ref string) (Contact, error) {
+	var out Contact
+	err := c.Do(ctx, http.MethodPost, "/contacts/"+PathEscape(ref)+"/block", nil, &out)
+	return out, err
+}
+
+// SetPresence sets our presence and/or status message.
+func (c *Client) SetPresence(ctx context.Context, req PresenceRequest) (Status, error) {
+	var out Status
+	err := c.Do(ctx, http.MethodPost, "/presence", req, &out)
+	return out, err
+}
+
+// Activity tells the daemon the user is active (ends an automatic away).
+func (c *Client) Activity(ctx context.Context) error {
+	return c.Do(ctx, http.MethodPost, "/activity", nil, nil)
+}

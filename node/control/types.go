@@ -24,11 +24,38 @@ const (
 	PathNone    = "none"
 )
 
+// Contact states (Contact.State, ContactStatus.State). Only accepted
+// contacts chat and see each other's presence.
+const (
+	StateAccepted   = "accepted"
+	StatePendingIn  = "pending_in"  // they asked us; natter contacts accept|reject
+	StatePendingOut = "pending_out" // we asked them; waiting for their answer
+	StateBlocked    = "blocked"
+	// StateRejected appears only in contact events: a request was
+	// rejected (ours by them, or theirs by us) and the entry is gone.
+	StateRejected = "rejected"
+)
+
+// Presence values. Contacts never see "invisible": it is shown to them as
+// "offline".
+const (
+	PresenceOnline    = "online"
+	PresenceAway      = "away"
+	PresenceBusy      = "busy"
+	PresenceInvisible = "invisible"
+	PresenceOffline   = "offline"
+)
+
 // Status is GET /v1/status.
 type Status struct {
 	PeerID  string `json:"peer_id"`
 	Name    string `json:"name"`
 	Version string `json:"version"`
+	// Presence is ours as we set it (online, away, busy, invisible);
+	// AutoAway is true while presence.idle_away shows us away.
+	Presence      string `json:"presence"`
+	StatusMessage string `json:"status_message,omitempty"`
+	AutoAway      bool   `json:"auto_away,omitempty"`
 	// Reachability is what AutoNAT concluded: "public", "private" or
 	// "unknown".
 	Reachability string `json:"reachability"`
@@ -88,6 +115,11 @@ type ContactStatus struct {
 	// Queued messages (and receipts) waiting in the outbox for it.
 	Unread int `json:"unread"`
 	Queued int `json:"queued"`
+	// Presence is what the contact shows us: online, away, busy or
+	// offline (also for contacts that are not accepted: they share
+	// nothing). StatusMessage is theirs.
+	Presence      string `json:"presence"`
+	StatusMessage string `json:"status_message,omitempty"`
 }
 
 // Contact is an entry of GET /v1/contacts.
@@ -100,6 +132,24 @@ type Contact struct {
 	// ReadReceipts overrides the node's chat.read_receipts for this
 	// contact; absent: the default applies.
 	ReadReceipts *bool `json:"read_receipts,omitempty"`
+	// Note is the friend request's note (theirs for pending_in, ours for
+	// pending_out).
+	Note string `json:"note,omitempty"`
+	// DirName is the directory name the contact was added by.
+	DirName string `json:"dir_name,omitempty"`
+}
+
+// AcceptRequest is POST /v1/contacts/{contact}/accept: Name optionally
+// names the new contact locally.
+type AcceptRequest struct {
+	Name string `json:"name,omitempty"`
+}
+
+// PresenceRequest is POST /v1/presence. State is online, away, busy or
+// invisible; Message, if not nil, replaces the status message.
+type PresenceRequest struct {
+	State   string  `json:"state,omitempty"`
+	Message *string `json:"message,omitempty"`
 }
 
 // ReceiptsRequest is POST /v1/contacts/{contact}/receipts. Mode is "on",
@@ -224,6 +274,11 @@ const (
 	// EventNudge: the contact nudged us (also a message of kind nudge):
 	// shake the window.
 	EventNudge = "nudge"
+	// EventContact: a contact's State changed (a friend request arrived
+	// with Note, was accepted or rejected, a peer was blocked).
+	EventContact = "contact"
+	// EventPresence: the contact's Presence or StatusMessage changed.
+	EventPresence = "presence"
 )
 
 // Event is one line of the event stream.
@@ -238,4 +293,9 @@ type Event struct {
 	IDs       []string  `json:"ids,omitempty"`
 	Status    string    `json:"status,omitempty"`
 	Typing    *bool     `json:"typing,omitempty"`
+	State     string    `json:"state,omitempty"`
+	Note      string    `json:"note,omitempty"`
+	Presence  string    `json:"presence,omitempty"`
+	// StatusMessage accompanies presence events.
+	StatusMessage string `json:"status_message,omitempty"`
 }

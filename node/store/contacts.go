@@ -34,11 +34,17 @@ type Contact struct {
 	// ReadReceipts overrides, for this contact, whether marking its
 	// messages read tells it so (nil: the node's default).
 	ReadReceipts *bool
-	CreatedAt    time.Time
-	UpdatedAt    time.Time
+	// Note is the friend request's note: the contact's for pending_in,
+	// ours for pending_out.
+	Note string
+	// DirName is the directory name (rendezvous names) the contact was
+	// added by; "" if it was added by peer ID or invite.
+	DirName   string
+	CreatedAt time.Time
+	UpdatedAt time.Time
 }
 
-const contactCols = `peer_id, name, state, rendezvous, read_receipts, created_at, updated_at`
+const contactCols = `peer_id, name, state, rendezvous, read_receipts, note, dir_name, created_at, updated_at`
 
 // Label is how the contact is shown: its name, or its peer ID.
 func (c Contact) Label() string {
@@ -56,8 +62,8 @@ func (s *Store) AddContact(ctx context.Context, c Contact) error {
 		c.State = StateAccepted
 	}
 	_, err := s.db.ExecContext(ctx, `INSERT INTO contacts (`+contactCols+`)
-		VALUES (?, ?, ?, ?, ?, ?, ?)`,
-		c.PeerID.String(), c.Name, c.State, joinAddrs(c.Rendezvous), nullBool(c.ReadReceipts), now.UnixMilli(), now.UnixMilli())
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		c.PeerID.String(), c.Name, c.State, joinAddrs(c.Rendezvous), nullBool(c.ReadReceipts), c.Note, c.DirName, now.UnixMilli(), now.UnixMilli())
 	if err != nil {
 		return fmt.Errorf("add contact: %w", classify(err))
 	}
@@ -66,8 +72,8 @@ func (s *Store) AddContact(ctx context.Context, c Contact) error {
 
 // UpdateContact rewrites the mutable fields of the contact with c.PeerID.
 func (s *Store) UpdateContact(ctx context.Context, c Contact) error {
-	res, err := s.db.ExecContext(ctx, `UPDATE contacts SET name = ?, state = ?, rendezvous = ?, read_receipts = ?, updated_at = ? WHERE peer_id = ?`,
-		c.Name, c.State, joinAddrs(c.Rendezvous), nullBool(c.ReadReceipts), time.Now().UnixMilli(), c.PeerID.String())
+	res, err := s.db.ExecContext(ctx, `UPDATE contacts SET name = ?, state = ?, rendezvous = ?, read_receipts = ?, note = ?, dir_name = ?, updated_at = ? WHERE peer_id = ?`,
+		c.Name, c.State, joinAddrs(c.Rendezvous), nullBool(c.ReadReceipts), c.Note, c.DirName, time.Now().UnixMilli(), c.PeerID.String())
 	if err != nil {
 		return fmt.Errorf("update contact: %w", classify(err))
 	}
@@ -131,6 +137,23 @@ func (s *Store) FindContact(ctx context.Context, ref string) (Contact, error) {
 	return c, err
 }
 
+// ContactByDirName returns the contact added by directory name dn, or
+// ErrNotFound.
+func (s *Store) ContactByDirName(ctx context.Context, dn string) (Contact, error) {
+	row := s.db.QueryRowContext(ctx, `SELECT `+contactCols+`
+		FROM contacts WHERE dir_name = ? AND dir_name != ''`, dn)
+	return scanContact(row)
+}
+
+// CountState counts the contacts in state.
+func (s *Store) CountState(ctx context.Context, state string) (int, error) {
+	var n int
+	if err := s.db.QueryRowContext(ctx, `SELECT count(*) FROM contacts WHERE state = ?`, state).Scan(&n); err != nil {
+		return 0, fmt.Errorf("count contacts: %w", classify(err))
+	}
+	return n, nil
+}
+
 type scanner interface{ Scan(...any) error }
 
 func scanContact(r scanner) (Contact, error) {
@@ -140,7 +163,7 @@ func scanContact(r scanner) (Contact, error) {
 		receipts         sql.NullBool
 		created, updated int64
 	)
-	if err := r.Scan(&id, &c.Name, &c.State, &rdv, &receipts, &created, &updated); err != nil {
+	if err := r.Scan(&id, &c.Name, &c.State, &rdv, &receipts, &c.Note, &c.DirName, &created, &updated); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return Contact{}, ErrNotFound
 		}

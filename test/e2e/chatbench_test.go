@@ -215,7 +215,7 @@ func TestChatBenchChild(t *testing.T) {
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
 		st, err := n.Status(ctx)
-		if err == nil && len(st.Contacts) == 1 && st.Contacts[0].Path == want {
+		if err == nil && len(st.Contacts) == 1 && st.Contacts[0].Path == want && st.Contacts[0].State == control.StateAccepted {
 			break
 		}
 		if time.Now().After(deadline) {

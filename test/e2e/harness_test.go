@@ -200,7 +200,8 @@ func (n *nodeProc) contact(t testing.TB, id string) control.ContactStatus {
 	return control.ContactStatus{}
 }
 
-// befriend makes a and b contacts of each other.
+// befriend makes a and b contacts of each other: both add the other,
+// which accepts both requests once they cross.
 func befriend(t testing.TB, a, b *nodeProc) {
 	t.Helper()
 	for _, p := range [][2]*nodeProc{{a, b}, {b, a}} {
@@ -208,6 +209,39 @@ func befriend(t testing.TB, a, b *nodeProc) {
 			t.Fatalf("%s: contacts add %s: %v: %s", p[0].name, p[1].name, err, out)
 		}
 	}
+	waitState(t, a, b, control.StateAccepted)
+	waitState(t, b, a, control.StateAccepted)
+}
+
+// waitState waits until n lists other in state ("" = not listed), as
+// `natter contacts list --json` shows it.
+func waitState(t testing.TB, n, other *nodeProc, state string) control.Contact {
+	t.Helper()
+	var c control.Contact
+	waitFor(t, directWithin, fmt.Sprintf("%s: %s %q", n.name, other.name, state), func() bool {
+		c = control.Contact{}
+		for _, x := range n.contacts(t) {
+			if x.PeerID == other.id {
+				c = x
+			}
+		}
+		return c.State == state
+	})
+	return c
+}
+
+// contacts runs `natter contacts list --json`.
+func (n *nodeProc) contacts(t testing.TB) []control.Contact {
+	t.Helper()
+	out, err := exec.Command(bin.natter, "contacts", "list", "--json", "--data-dir", n.dataDir).Output()
+	if err != nil {
+		t.Fatalf("%s: natter contacts list: %v", n.name, err)
+	}
+	var cs []control.Contact
+	if err := json.Unmarshal(out, &cs); err != nil {
+		t.Fatalf("%s: contacts list --json: %v: %s", n.name, err, out)
+	}
+	return cs
 }
 
 // pair starts a lab with a rendezvous, alice behind a cone NAT and a

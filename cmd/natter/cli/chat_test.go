@@ -55,12 +55,26 @@ func TestChatCommands(t *testing.T) {
 	b, dirB := startNode(t, "bob")
 	a.Host().Peerstore().AddAddrs(b.ID(), b.Host().Addrs(), peerstore.PermanentAddrTTL)
 	b.Host().Peerstore().AddAddrs(a.ID(), a.Host().Addrs(), peerstore.PermanentAddrTTL)
-	code, _, errOut := run(t, "contacts", "add", b.ID().String(), "--name", "bob", "--data-dir", dirA)
+	code, out, errOut := run(t, "contacts", "add", b.ID().String(), "--name", "bob", "--note", "hi, Alice here", "--data-dir", dirA)
 	require.Equal(t, 0, code, errOut)
-	code, _, errOut = run(t, "contacts", "add", a.ID().String(), "--name", "alice", "--data-dir", dirB)
+	require.Contains(t, out, "pending")
+	// Bob sees the request and accepts it.
+	require.Eventually(t, func() bool {
+		code, out, _ := run(t, "contacts", "list", "--json", "--data-dir", dirB)
+		var cs []control.Contact
+		return code == 0 && json.Unmarshal([]byte(out), &cs) == nil && len(cs) == 1 &&
+			cs[0].State == control.StatePendingIn && cs[0].Note == "hi, Alice here"
+	}, 20*time.Second, 50*time.Millisecond)
+	code, out, errOut = run(t, "contacts", "accept", a.ID().String(), "--name", "alice", "--data-dir", dirB)
 	require.Equal(t, 0, code, errOut)
+	require.True(t, strings.HasPrefix(out, "accepted alice"), out)
+	require.Eventually(t, func() bool {
+		code, out, _ := run(t, "contacts", "list", "--json", "--data-dir", dirA)
+		var cs []control.Contact
+		return code == 0 && json.Unmarshal([]byte(out), &cs) == nil && len(cs) == 1 && cs[0].State == control.StateAccepted
+	}, 20*time.Second, 50*time.Millisecond)
 
-	code, out, errOut := run(t, "send", "bob", "hello", "there", "--wait", "--timeout", "30s", "--data-dir", dirA)
+	code, out, errOut = run(t, "send", "bob", "hello", "there", "--wait", "--timeout", "30s", "--data-dir", dirA)
 	require.Equal(t, 0, code, errOut)
 	require.Regexp(t, `^[0-9a-f-]{36} delivered \(direct\)\n$`, out)
 	id := strings.Fields(out)[0]

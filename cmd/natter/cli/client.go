@@ -48,23 +48,79 @@ func newContactsCmd(g *globals) *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE:  func(cmd *cobra.Command, _ []string) error { return listContacts(cmd, g, false) },
 	}
-	var name string
+	var name, note string
 	add := &cobra.Command{
-		Use:   "add <peerID|invite> [--name NAME]",
-		Short: "Add a contact by peer ID or invite (from their `natter id`)",
-		Args:  cobra.ExactArgs(1),
+		Use:   "add <peerID|invite|name> [--name NAME] [--note TEXT]",
+		Short: "Send a friend request (by peer ID, invite, or a name registered on the rendezvous)",
+		Long: `add sends a friend request: the contact shows as pending_out until the
+other side runs natter contacts accept (then accepted) or reject (then it is
+gone). Until then nothing is exchanged but the request. If that peer had
+already asked you (pending_in), add accepts its request.`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, cancel := apiCtx(cmd)
 			defer cancel()
-			c, err := g.client().AddContact(ctx, control.AddContactRequest{Target: args[0], Name: name})
+			c, err := g.client().AddContact(ctx, control.AddContactRequest{Target: args[0], Name: name, Note: note})
 			if err != nil {
 				return g.apiErr(err)
 			}
-			fmt.Fprintf(g.stdout, "added %s\n", label(c.Name, c.PeerID))
+			if c.State == control.StateAccepted {
+				fmt.Fprintf(g.stdout, "%s is now a contact (accepted their request)\n", label(c.Name, c.PeerID))
+				return nil
+			}
+			fmt.Fprintf(g.stdout, "friend request to %s pending until they accept it (natter contacts list shows pending_out)\n", label(c.Name, c.PeerID))
 			return nil
 		},
 	}
 	add.Flags().StringVar(&name, "name", "", "local name for the contact (default: the name in the invite)")
+	add.Flags().StringVar(&note, "note", "", "a short note sent with the request")
+	var acceptName string
+	accept := &cobra.Command{
+		Use:   "accept <contact> [--name NAME]",
+		Short: "Accept a friend request (see: natter contacts list)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx, cancel := apiCtx(cmd)
+			defer cancel()
+			c, err := g.client().AcceptContact(ctx, args[0], acceptName)
+			if err != nil {
+				return g.apiErr(err)
+			}
+			fmt.Fprintf(g.stdout, "accepted %s\n", label(c.Name, c.PeerID))
+			return nil
+		},
+	}
+	accept.Flags().StringVar(&acceptName, "name", "", "local name for the contact")
+	reject := &cobra.Command{
+		Use:   "reject <contact>",
+		Short: "Reject a friend request (it is removed; the requester is told)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx, cancel := apiCtx(cmd)
+			defer cancel()
+			c, err := g.client().RejectContact(ctx, args[0])
+			if err != nil {
+				return g.apiErr(err)
+			}
+			fmt.Fprintf(g.stdout, "rejected %s\n", label(c.Name, c.PeerID))
+			return nil
+		},
+	}
+	block := &cobra.Command{
+		Use:   "block <contact|peerID>",
+		Short: "Block a contact or any peer: its connections are refused (undo: contacts remove)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx, cancel := apiCtx(cmd)
+			defer cancel()
+			c, err := g.client().BlockContact(ctx, args[0])
+			if err != nil {
+				return g.apiErr(err)
+			}
+			fmt.Fprintf(g.stdout, "blocked %s\n", label(c.Name, c.PeerID))
+			return nil
+		},
+	}
 	var asJSON bool
 	list := &cobra.Command{
 		Use:   "list [--json]",
@@ -88,7 +144,7 @@ func newContactsCmd(g *globals) *cobra.Command {
 			return nil
 		},
 	}
-	cmd.AddCommand(add, list, remove, newReceiptsCmd(g))
+	cmd.AddCommand(add, list, remove, accept, reject, block, newReceiptsCmd(g))
 	return cmd
 }
 
@@ -107,9 +163,9 @@ func listContacts(cmd *cobra.Command, g *globals, asJSON bool) error {
 		return nil
 	}
 	tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tPEER ID\tSTATE\tADDED")
+	fmt.Fprintln(tw, "NAME\tPEER ID\tSTATE\tADDED\tNOTE")
 	for _, c := range cs {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", orDash(c.Name), c.PeerID, c.State, c.AddedAt.Local().Format("2006-01-02 15:04"))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", orDash(c.Name), c.PeerID, c.State, c.AddedAt.Local().Format("2006-01-02 15:04"), orDash(c.Note))
 	}
 	return tw.Flush()
 }
@@ -155,6 +211,14 @@ func printStatus(w io.Writer, st control.Status) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "peer id\t%s\n", st.PeerID)
 	fmt.Fprintf(tw, "name\t%s\n", orDash(st.Name))
+	pres := st.Presence
+	if st.AutoAway {
+		pres += " (away: idle)"
+	}
+	if st.StatusMessage != "" {
+		pres += " \u2014 " + st.StatusMessage
+	}
+	fmt.Fprintf(tw, "presence\t%s\n", pres)
 	fmt.Fprintf(tw, "reachability\t%s\n", st.Reachability)
 	fmt.Fprintf(tw, "nat mapping\t%s\n", nat)
 	fmt.Fprintf(tw, "observed as\t%s\n", orDash(strings.Join(st.ObservedAddrs, " ")))
@@ -186,9 +250,13 @@ func printStatus(w io.Writer, st control.Status) error {
 		return nil
 	}
 	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "CONTACT\tPEER ID\tPATH\tREMOTE\tRTT\tUNREAD\tQUEUED\tERROR")
+	fmt.Fprintln(tw, "CONTACT\tPEER ID\tSTATE\tPRESENCE\tPATH\tREMOTE\tRTT\tUNREAD\tQUEUED\tERROR")
 	for _, c := range st.Contacts {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\n", orDash(c.Name), c.PeerID, c.Path, orDash(c.RemoteAddr), fmtRTT(c.RTTMillis),
+		pres := c.Presence
+		if c.StatusMessage != "" {
+			pres += " (" + c.StatusMessage + ")"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\n", orDash(c.Name), c.PeerID, c.State, pres, c.Path, orDash(c.RemoteAddr), fmtRTT(c.RTTMillis),
 			c.Unread, c.Queued, orDash(c.LastError))
 	}
 	return tw.Flush()

@@ -93,6 +93,7 @@ back to the rendezvous relay when no direct link is possible.`,
 		newHistoryCmd(g),
 		newSearchCmd(g),
 		newReadCmd(g),
+		newPresenceCmd(g),
 	)
 	// Unknown subcommands and wrong argument counts are usage errors.
 	for _, c := range root.Commands() {
