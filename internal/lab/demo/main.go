@@ -109,10 +109,24 @@ func demo(r *runner) {
 		invites[name] = lines[len(lines)-1]
 	}
 	r.say("alice's invite: %s", invites["alice"])
-	for _, pair := range [][2]string{{"alice", "bob"}, {"bob", "alice"}, {"alice", "carol"}, {"carol", "alice"}} {
-		r.run(natter, "contacts", "add", invites[pair[1]], "--data-dir", dirs[pair[0]])
+	for _, to := range []string{"bob", "carol"} {
+		r.run(natter, "contacts", "add", invites[to], "--note", "hi "+to+", it's alice", "--data-dir", dirs["alice"])
 	}
-	r.say("alice added bob and carol (and they added her) from their invites; watching alice's links:")
+	r.say("alice sent friend requests to bob and carol (from their invites); bob's contacts:")
+	for _, name := range []string{"bob", "carol"} {
+		c := control.NewClient(control.SocketPath(dirs[name]))
+		r.waitFor(30*time.Second, name+" gets alice's request", func() bool {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			defer cancel()
+			cs, err := c.Contacts(ctx)
+			return err == nil && len(cs) == 1 && cs[0].State == control.StatePendingIn
+		})
+	}
+	fmt.Println(indent(r.run(natter, "contacts", "list", "--data-dir", dirs["bob"])))
+	for _, name := range []string{"bob", "carol"} {
+		r.run(natter, "contacts", "accept", "alice", "--data-dir", dirs[name])
+	}
+	r.say("bob and carol accepted; watching alice's links:")
 
 	alice := control.NewClient(control.SocketPath(dirs["alice"]))
 	seen := map[string]string{}
@@ -136,6 +150,22 @@ func demo(r *runner) {
 		return done == 2
 	})
 
+	r.say("bob sets his presence: natter presence busy --message 'in a meeting'")
+	r.run(natter, "presence", "busy", "--message", "in a meeting", "--data-dir", dirs["bob"])
+	r.waitFor(10*time.Second, "alice sees bob busy", func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		st, err := alice.Status(ctx)
+		if err != nil {
+			return false
+		}
+		for _, c := range st.Contacts {
+			if c.Name == "bob" {
+				return c.Presence == control.PresenceBusy
+			}
+		}
+		return false
+	})
 	r.say("natter status (alice):")
 	fmt.Println(indent(r.run(natter, "status", "--data-dir", dirs["alice"])))
 	r.say("natter ping bob, carol (alice):")
