@@ -34,6 +34,40 @@ type OnlinePeer struct {
 	// Circuits is the number of relayed connections it has open through us
 	// (as source or destination).
 	Circuits int `json:"circuits"`
+	// Presence is the server's own view, from registration and heartbeats:
+	// "online" (registered, heartbeat within HeartbeatStale), "stale"
+	// (registered, heartbeats overdue: about to be dropped), or
+	// "connected" (not registered: starting up, or not a natter node).
+	// What users set (away, busy) is shared with their contacts only.
+	Presence string `json:"presence"`
+}
+
+// HeartbeatStale is how old a registered peer's last heartbeat may be
+// before the online list calls it stale (nodes ping every 10 s by
+// default).
+const HeartbeatStale = time.Minute
+
+// Presence values of OnlinePeer.Presence.
+const (
+	PresenceOnline    = "online"
+	PresenceStale     = "stale"
+	PresenceConnected = "connected"
+)
+
+func presenceOf(op OnlinePeer, now time.Time) string {
+	if op.Registered.IsZero() {
+		return PresenceConnected
+	}
+	last := op.Registered
+	for _, t := range []time.Time{op.LastHeartbeat, op.ConnectedSince} {
+		if t.After(last) {
+			last = t
+		}
+	}
+	if now.Sub(last) > HeartbeatStale {
+		return PresenceStale
+	}
+	return PresenceOnline
 }
 
 // Status summarises the server.
@@ -81,6 +115,7 @@ func (s *Server) Online() []OnlinePeer {
 		if !op.Reservation {
 			op.ReservationExpires = time.Time{}
 		}
+		op.Presence = presenceOf(op, now)
 		out = append(out, op)
 	}
 	slices.SortFunc(out, func(a, b OnlinePeer) int { return cmpString(a.PeerID.String(), b.PeerID.String()) })

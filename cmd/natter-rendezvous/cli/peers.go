@@ -55,7 +55,7 @@ heartbeat, connection age and open relayed connections.`,
 
 func printPeers(g *globals, peers []rendezvous.OnlinePeer, now time.Time) {
 	tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "PEER\tADDR\tRESERVATION\tLAST HEARTBEAT\tCONNECTED\tCIRCUITS")
+	fmt.Fprintln(tw, "PEER\tPRESENCE\tADDR\tRESERVATION\tLAST HEARTBEAT\tCONNECTED\tCIRCUITS")
 	for _, p := range peers {
 		addr := "-"
 		// The address the peer connects from (its NAT's public side), as
@@ -73,7 +73,7 @@ func printPeers(g *globals, peers []rendezvous.OnlinePeer, now time.Time) {
 		if p.Reservation {
 			rsv = "until " + p.ReservationExpires.Local().Format("15:04")
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\n", p.PeerID, addr, rsv, ago(p.LastHeartbeat, now), ago(p.ConnectedSince, now), p.Circuits)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\n", p.PeerID, p.Presence, addr, rsv, ago(p.LastHeartbeat, now), ago(p.ConnectedSince, now), p.Circuits)
 	}
 	tw.Flush()
 }
