@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -12,7 +11,6 @@ import (
 
 	"github.com/natterim/natter/cmd/internal/cfgload"
 	"github.com/natterim/natter/node"
-	"github.com/natterim/natter/node/identity"
 )
 
 // daemonFlags maps daemon flags to config keys; an explicitly set flag
@@ -60,18 +58,9 @@ NATTER_LOG_LEVEL, ...) < flags.`,
 			if fi, err := os.Stat(cfg.DataDir); err != nil || !fi.IsDir() {
 				return fmt.Errorf("data dir %s does not exist; create it with: natter init --data-dir %s --name NAME", cfg.DataDir, cfg.DataDir)
 			}
-			pass, err := readPassphrase(passFile)
+			sk, _, err := unlockKey(cfg.DataDir, passFile, g.stderr)
 			if err != nil {
 				return err
-			}
-			sk, err := identity.Load(cfg.DataDir, pass)
-			switch {
-			case errors.Is(err, identity.ErrNotFound):
-				return fmt.Errorf("no identity in %s; create one with: natter init --data-dir %s --name NAME", cfg.DataDir, cfg.DataDir)
-			case errors.Is(err, identity.ErrWrongPassphrase) && pass == nil:
-				return errors.New("the identity key is encrypted: give its passphrase with --passphrase-file FILE or NATTER_PASSPHRASE")
-			case err != nil:
-				return fmt.Errorf("load identity: %w", err)
 			}
 			log := newLogger(g.stderr, cfg.LogLevel, cfg.LogFormat)
 			n, err := node.New(cmd.Context(), cfg, sk, node.WithLogger(log))

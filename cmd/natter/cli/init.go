@@ -25,9 +25,9 @@ func newInitCmd(g *globals) *cobra.Command {
 		Use:   "init --name NAME [--no-passphrase | --passphrase-file FILE]",
 		Short: "Create the node's identity (Ed25519 key) and data dir",
 		Long: `init creates the data dir, a new Ed25519 identity and the database.
-The key is encrypted with a passphrase read from --passphrase-file or the
-NATTER_PASSPHRASE environment variable; --no-passphrase stores it
-unencrypted (mode 0600).`,
+The key is encrypted with a passphrase read from --passphrase-file, the
+NATTER_PASSPHRASE environment variable or the terminal (asked twice);
+--no-passphrase stores it unencrypted (mode 0600) and says so.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			name = strings.TrimSpace(name)
@@ -44,7 +44,12 @@ unencrypted (mode 0600).`,
 					return err
 				}
 				if p == nil {
-					return usageError{errors.New("init: choose a passphrase for the key (--passphrase-file FILE or NATTER_PASSPHRASE) or pass --no-passphrase")}
+					if p, err = choosePassphrase("passphrase for the new identity", g.stderr); err != nil {
+						return err
+					}
+				}
+				if p == nil {
+					return usageError{errors.New("init: choose a passphrase for the key (--passphrase-file FILE, NATTER_PASSPHRASE, or run in a terminal) or pass --no-passphrase")}
 				}
 				pass = p
 			}
@@ -87,7 +92,7 @@ func runInit(ctx context.Context, g *globals, name string, pass []byte) error {
 	if err != nil {
 		return err
 	}
-	if err := identity.Create(dir, sk, pass, identity.Options{}); err != nil {
+	if err := identity.Create(dir, sk, pass, identity.Options{KDF: kdfParams}); err != nil {
 		if errors.Is(err, identity.ErrExists) {
 			return fmt.Errorf("%s already holds an identity; use another --data-dir (init never overwrites a key)", dir)
 		}
@@ -106,6 +111,9 @@ func runInit(ctx context.Context, g *globals, name string, pass []byte) error {
 		return err
 	}
 	fmt.Fprintln(g.stdout, id)
+	if pass == nil {
+		warnUnencrypted(g.stderr, dir)
+	}
 	fmt.Fprintf(g.stderr, "created identity for %q in %s\nnext: natter daemon --data-dir %s --rendezvous /ip4/RENDEZVOUS-IP/tcp/4001/p2p/RENDEZVOUS-ID\n", name, dir, dir)
 	return nil
 }

@@ -94,6 +94,7 @@ back to the rendezvous relay when no direct link is possible.`,
 		newSearchCmd(g),
 		newReadCmd(g),
 		newPresenceCmd(g),
+		newPasswdCmd(g),
 	)
 	// Unknown subcommands and wrong argument counts are usage errors.
 	for _, c := range root.Commands() {
