@@ -5,10 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
@@ -69,21 +66,9 @@ type Handler interface {
 	HandleContact(ctx context.Context, from peer.ID, req Request) Response
 }
 
-// ValidateText checks a note or a name: valid UTF-8, no control
-// characters, at most max bytes. It is exported so that the node refuses a
-// note it could not send before storing anything.
-func ValidateText(what, s string, max int) error {
-	if len(s) > max {
-		return fmt.Errorf("%s is longer than %d bytes: %w", what, max, wire.ErrInvalid)
-	}
-	if !utf8.ValidString(s) {
-		return fmt.Errorf("%s is not valid UTF-8: %w", what, wire.ErrInvalid)
-	}
-	if strings.ContainsFunc(s, unicode.IsControl) {
-		return fmt.Errorf("%s contains control characters: %w", what, wire.ErrInvalid)
-	}
-	return nil
-}
+// ValidateText checks a note or a name before it is sent or stored (see
+// wire.ValidateText).
+func ValidateText(what, s string, max int) error { return wire.ValidateText(what, s, max) }
 
 func validateRequest(m *pb.Request) error {
 	switch m.GetKind() {

@@ -6,8 +6,6 @@ import (
 	"log/slog"
 	"strings"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
@@ -108,18 +106,7 @@ func decode(m *pb.Presence) (Presence, error) {
 
 // ValidateMessage checks a status message: UTF-8, no control characters,
 // at most MaxMessageBytes.
-func ValidateMessage(s string) error {
-	if len(s) > MaxMessageBytes {
-		return fmt.Errorf("status message is longer than %d bytes: %w", MaxMessageBytes, wire.ErrInvalid)
-	}
-	if !utf8.ValidString(s) {
-		return fmt.Errorf("status message is not valid UTF-8: %w", wire.ErrInvalid)
-	}
-	if strings.ContainsFunc(s, unicode.IsControl) {
-		return fmt.Errorf("status message contains control characters: %w", wire.ErrInvalid)
-	}
-	return nil
-}
+func ValidateMessage(s string) error { return wire.ValidateText("status message", s, MaxMessageBytes) }
 
 // Receiver is the node side.
 type Receiver interface {

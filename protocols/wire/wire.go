@@ -25,6 +25,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"google.golang.org/protobuf/proto"
 )
@@ -117,4 +120,21 @@ func readUvarint(r io.Reader) (uint64, error) {
 		s += 7
 	}
 	return 0, fmt.Errorf("length prefix longer than %d bytes: %w", MaxVarintLen, ErrMalformed)
+}
+
+// ValidateText checks a short human text field from the network (a note, a
+// name, a status message): valid UTF-8, no control characters (no
+// terminal escapes, no line breaks), at most max bytes. Errors wrap
+// ErrInvalid and name the field.
+func ValidateText(what, s string, max int) error {
+	if len(s) > max {
+		return fmt.Errorf("%s is longer than %d bytes: %w", what, max, ErrInvalid)
+	}
+	if !utf8.ValidString(s) {
+		return fmt.Errorf("%s is not valid UTF-8: %w", what, ErrInvalid)
+	}
+	if strings.ContainsFunc(s, unicode.IsControl) {
+		return fmt.Errorf("%s contains control characters: %w", what, ErrInvalid)
+	}
+	return nil
 }
