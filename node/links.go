@@ -322,7 +322,27 @@ func (n *Node) connectContact(ctx context.Context, p peer.ID) error {
 	}
 	dctx, cancel := context.WithTimeout(ctx, contactDialTimeout)
 	defer cancel()
-	if err := n.host.Connect(network.WithAllowLimitedConn(dctx, "natter-contact"), peer.AddrInfo{ID: p}); err != nil {
+	// The contact may connect to us meanwhile (it restarted and dialled
+	// first): stop waiting for our own dial then, so the link sees the new
+	// connection, and its heartbeats run, at once.
+	go func() {
+		for dctx.Err() == nil {
+			changed := n.watch.changed(p)
+			if path, _ := n.pathTo(p); path != control.PathNone {
+				cancel()
+				return
+			}
+			select {
+			case <-changed:
+			case <-dctx.Done():
+			}
+		}
+	}()
+	err := n.host.Connect(network.WithAllowLimitedConn(dctx, "natter-contact"), peer.AddrInfo{ID: p})
+	if path, _ := n.pathTo(p); path != control.PathNone {
+		return nil
+	}
+	if err != nil {
 		return fmt.Errorf("connect: %w", err)
 	}
 	return nil

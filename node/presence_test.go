@@ -48,8 +48,10 @@ func TestPresenceTransitions(t *testing.T) {
 	require.Equal(t, control.PresenceBusy, st.Presence)
 	require.Equal(t, "in a meeting", st.StatusMessage)
 	waitPresence(t, b, control.PresenceBusy, "in a meeting")
-	e := waitEvent(t, evB, func(e control.Event) bool { return e.Type == control.EventPresence })
-	require.Equal(t, control.PresenceBusy, e.Presence)
+	e := waitEvent(t, evB, func(e control.Event) bool {
+		return e.Type == control.EventPresence && e.Presence == control.PresenceBusy
+	})
+	require.Equal(t, "in a meeting", e.StatusMessage)
 	require.Equal(t, a.ID().String(), e.PeerID)
 
 	_, err = ca.SetPresence(ctx, control.PresenceRequest{State: "invisible"})
