@@ -172,6 +172,10 @@ func New(ctx context.Context, cfg Config, key crypto.PrivKey, opts ...Option) (_
 		return nil, err
 	}
 	rdvInfos, _ := cfg.RendezvousInfos() // validated above
+	// Before the host starts: its address factory reads n.rdvs.
+	for _, ai := range rdvInfos {
+		n.rdvs = append(n.rdvs, newRdvLink(ai))
+	}
 	if n.host, err = n.newHost(rdvInfos, o.reg); err != nil {
 		return nil, err
 	}
@@ -184,9 +188,6 @@ func New(ctx context.Context, cfg Config, key crypto.PrivKey, opts ...Option) (_
 	}
 	if err := n.startEventLoop(); err != nil {
 		return nil, err
-	}
-	for _, ai := range rdvInfos {
-		n.rdvs = append(n.rdvs, newRdvLink(ai))
 	}
 	n.links = newContactLinks()
 	n.chat = newChatter(n)
