@@ -95,6 +95,8 @@ back to the rendezvous relay when no direct link is possible.`,
 		newReadCmd(g),
 		newPresenceCmd(g),
 		newPasswdCmd(g),
+		newExportCmd(g),
+		newImportCmd(g),
 	)
 	// Unknown subcommands and wrong argument counts are usage errors.
 	for _, c := range root.Commands() {
