@@ -151,7 +151,7 @@ func New(ctx context.Context, cfg Config, key crypto.PrivKey, opts ...Option) (_
 		}
 	}()
 
-	if n.lock, err = lockDataDir(cfg.DataDir); err != nil {
+	if n.lock, err = LockDataDir(cfg.DataDir); err != nil {
 		return nil, err
 	}
 	if n.store, err = store.Open(ctx, filepath.Join(cfg.DataDir, store.FileName)); err != nil {

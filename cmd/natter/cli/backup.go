@@ -9,13 +9,9 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/natterim/natter/internal/dirlock"
 	"github.com/natterim/natter/node"
 	"github.com/natterim/natter/node/identity"
 )
-
-// daemonLockName is the daemon's lock file in a data dir (node/lock.go).
-const daemonLockName = "daemon.lock"
 
 func newExportCmd(g *globals) *cobra.Command {
 	var (
@@ -211,9 +207,9 @@ machines at once: stop the old daemon for good.`,
 // daemon runs on a half-imported dir; a lock file it had to create is
 // removed again.
 func lockForImport(dir string) (release func(), err error) {
-	lp := filepath.Join(dir, daemonLockName)
+	lp := node.LockPath(dir)
 	_, statErr := os.Lstat(lp)
-	l, err := dirlock.Acquire(dir, daemonLockName, node.ErrAlreadyRunning)
+	l, err := node.LockDataDir(dir)
 	if err != nil {
 		return nil, fmt.Errorf("import: %w", err)
 	}
@@ -228,42 +224,6 @@ func lockForImport(dir string) (release func(), err error) {
 // unlockArchive opens a with the passphrase from file or NATTER_PASSPHRASE
 // (one try), else at the terminal (maxTries).
 func unlockArchive(a *identity.Archive, name, file string, stderr io.Writer) error {
-	pass, err := readPassphrase(file)
-	if err != nil {
-		return err
-	}
-	if pass != nil {
-		if err := a.Unlock(pass); err != nil {
-			if errors.Is(err, identity.ErrWrongPassphrase) {
-				src := "NATTER_PASSPHRASE"
-				if file != "" {
-					src = file
-				}
-				return fmt.Errorf("wrong passphrase (from %s) for the archive %s", src, name)
-			}
-			return err
-		}
-		return nil
-	}
-	tty, ok := openTerminal(stderr)
-	if !ok {
-		return errors.New("the archive is encrypted: give its passphrase with --passphrase-file FILE or NATTER_PASSPHRASE (or run in a terminal to be asked)")
-	}
-	for try := 1; ; try++ {
-		pass, err := tty.ReadPassword("passphrase for the archive " + name + ": ")
-		if err != nil {
-			return fmt.Errorf("read passphrase: %w", err)
-		}
-		err = a.Unlock(pass)
-		if err == nil {
-			return nil
-		}
-		if !errors.Is(err, identity.ErrWrongPassphrase) {
-			return err
-		}
-		if try == maxTries {
-			return fmt.Errorf("wrong passphrase (%d tries)", maxTries)
-		}
-		fmt.Fprintln(stderr, "wrong passphrase, try again")
-	}
+	_, err := withPassphrase("the archive "+name, file, stderr, a.Unlock)
+	return err
 }

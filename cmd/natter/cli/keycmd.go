@@ -53,43 +53,59 @@ var kdfParams = identity.DefaultKDFParams()
 // unlockKey loads the identity of dir: with the passphrase from file or
 // NATTER_PASSPHRASE if given (one try), else at the terminal (maxTries).
 func unlockKey(dir, file string, stderr io.Writer) (crypto.PrivKey, []byte, error) {
-	pass, err := readPassphrase(file)
-	if err != nil {
-		return nil, nil, err
-	}
 	enc, err := identity.Encrypted(dir)
 	if err != nil {
 		return nil, nil, keyErr(dir, err)
 	}
-	if pass != nil || !enc {
-		sk, err := identity.Load(dir, pass)
+	if !enc {
+		sk, err := identity.Load(dir, nil)
+		return sk, nil, keyErr(dir, err)
+	}
+	var sk crypto.PrivKey
+	pass, err := withPassphrase("the identity in "+dir, file, stderr, func(p []byte) error {
+		var err error
+		sk, err = identity.Load(dir, p)
+		return keyErr(dir, err)
+	})
+	return sk, pass, err
+}
+
+// withPassphrase calls open with the passphrase from file or
+// NATTER_PASSPHRASE if given (one try), else with what the user types at
+// the terminal, up to maxTries times while open says
+// identity.ErrWrongPassphrase. what names the thing being unlocked. It
+// returns the passphrase that worked.
+func withPassphrase(what, file string, stderr io.Writer, open func([]byte) error) ([]byte, error) {
+	pass, err := readPassphrase(file)
+	if err != nil {
+		return nil, err
+	}
+	if pass != nil {
+		err := open(pass)
 		if errors.Is(err, identity.ErrWrongPassphrase) {
 			src := "NATTER_PASSPHRASE"
 			if file != "" {
 				src = file
 			}
-			return nil, nil, fmt.Errorf("wrong passphrase (from %s) for the identity in %s", src, dir)
+			return nil, fmt.Errorf("wrong passphrase (from %s) for %s", src, what)
 		}
-		return sk, pass, keyErr(dir, err)
+		return pass, err
 	}
 	tty, ok := openTerminal(stderr)
 	if !ok {
-		return nil, nil, errors.New("the identity key is encrypted: give its passphrase with --passphrase-file FILE or NATTER_PASSPHRASE (or run in a terminal to be asked)")
+		return nil, fmt.Errorf("%s is encrypted: give its passphrase with --passphrase-file FILE or NATTER_PASSPHRASE (or run in a terminal to be asked)", what)
 	}
 	for try := 1; ; try++ {
-		pass, err := tty.ReadPassword("passphrase for " + dir + ": ")
+		pass, err := tty.ReadPassword("passphrase for " + what + ": ")
 		if err != nil {
-			return nil, nil, fmt.Errorf("read passphrase: %w", err)
+			return nil, fmt.Errorf("read passphrase: %w", err)
 		}
-		sk, err := identity.Load(dir, pass)
-		if err == nil {
-			return sk, pass, nil
-		}
+		err = open(pass)
 		if !errors.Is(err, identity.ErrWrongPassphrase) {
-			return nil, nil, keyErr(dir, err)
+			return pass, err
 		}
 		if try == maxTries {
-			return nil, nil, fmt.Errorf("wrong passphrase (%d tries)", maxTries)
+			return nil, fmt.Errorf("wrong passphrase (%d tries)", maxTries)
 		}
 		fmt.Fprintln(stderr, "wrong passphrase, try again")
 	}
