@@ -27,6 +27,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/cipher"
 	"crypto/rand"
 	"database/sql"
 	"encoding/binary"
@@ -173,17 +174,12 @@ func snapshotDB(ctx context.Context, src, dst string) error {
 // sealWriter encrypts a stream in chunkSize chunks.
 type sealWriter struct {
 	w       io.Writer
-	aead    cipherAEAD
+	aead    cipher.AEAD
 	header  []byte
 	prefix  []byte
 	buf     []byte
 	counter uint64
 	closed  bool
-}
-
-type cipherAEAD interface {
-	Seal(dst, nonce, plaintext, additionalData []byte) []byte
-	Open(dst, nonce, ciphertext, additionalData []byte) ([]byte, error)
 }
 
 func newSealWriter(w io.Writer, pass []byte, p KDFParams) (*sealWriter, error) {
@@ -279,7 +275,7 @@ type Archive struct {
 	prefix []byte
 	header []byte // without the key check
 	check  []byte
-	aead   cipherAEAD
+	aead   cipher.AEAD
 }
 
 // importLimits bound the work and the sizes Import accepts.
