@@ -461,10 +461,7 @@ func toWire(e store.OutboxEntry) *pb.Message {
 }
 
 // Allow implements chat.Receiver: only accepted contacts may chat.
-func (c *chatter) Allow(ctx context.Context, p peer.ID) bool {
-	ct, err := c.n.store.ContactByPeer(ctx, p)
-	return err == nil && ct.State == store.StateAccepted
-}
+func (c *chatter) Allow(ctx context.Context, p peer.ID) bool { return c.n.isAccepted(ctx, p) }
 
 // Receive implements chat.Receiver: one durable transaction per batch, then
 // events for the clients.

@@ -45,6 +45,17 @@ func (cl *contactLinks) get(p peer.ID) *contactLink {
 	return cl.m[p]
 }
 
+// ids lists the contacts that have a link.
+func (cl *contactLinks) ids() []peer.ID {
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	ids := make([]peer.ID, 0, len(cl.m))
+	for id := range cl.m {
+		ids = append(ids, id)
+	}
+	return ids
+}
+
 // contactLink is the state of the link with one contact, as status shows
 // it.
 type contactLink struct {

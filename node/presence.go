@@ -164,13 +164,7 @@ func (n *Node) SetPresence(ctx context.Context, req control.PresenceRequest) (co
 // broadcastPresence pushes our presence to every connected accepted
 // contact.
 func (n *Node) broadcastPresence() {
-	n.links.mu.Lock()
-	ids := make([]peer.ID, 0, len(n.links.m))
-	for id := range n.links.m {
-		ids = append(ids, id)
-	}
-	n.links.mu.Unlock()
-	for _, p := range ids {
+	for _, p := range n.links.ids() {
 		if path, _ := n.pathTo(p); path == control.PathNone {
 			continue
 		}
@@ -178,17 +172,22 @@ func (n *Node) broadcastPresence() {
 	}
 }
 
+// sharesPresence reports whether p gets our presence: an accepted contact
+// we are connected to.
+func (n *Node) sharesPresence(ctx context.Context, p peer.ID) bool {
+	if path, _ := n.pathTo(p); path == control.PathNone {
+		return false
+	}
+	return n.isAccepted(ctx, p)
+}
+
 // pushPresence pushes our presence to p if it is a connected, accepted
 // contact, and records that it got it.
 func (n *Node) pushPresence(ctx context.Context, p peer.ID) {
-	c, err := n.store.ContactByPeer(ctx, p)
-	if err != nil || c.State != store.StateAccepted {
+	if !n.sharesPresence(ctx, p) {
 		return
 	}
-	if path, _ := n.pathTo(p); path == control.PathNone {
-		return
-	}
-	err = presence.Push(ctx, n.host, p, n.ownPresence(ctx))
+	err := presence.Push(ctx, n.host, p, n.ownPresence(ctx))
 	l := n.links.get(p)
 	if err != nil {
 		n.log.Debug("presence push failed", "peer", p.ShortString(), "err", err)
@@ -209,20 +208,10 @@ func (n *Node) pushOffline() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), offlinePushTimeout)
 	defer cancel()
-	n.links.mu.Lock()
-	ids := make([]peer.ID, 0, len(n.links.m))
-	for id := range n.links.m {
-		ids = append(ids, id)
-	}
-	n.links.mu.Unlock()
 	var wg sync.WaitGroup
 	off := presence.Presence{State: presence.Offline, Set: time.Now()}
-	for _, p := range ids {
-		c, err := n.store.ContactByPeer(ctx, p)
-		if err != nil || c.State != store.StateAccepted {
-			continue
-		}
-		if path, _ := n.pathTo(p); path == control.PathNone {
+	for _, p := range n.links.ids() {
+		if !n.sharesPresence(ctx, p) {
 			continue
 		}
 		wg.Go(func() { _ = presence.Push(ctx, n.host, p, off) })
@@ -233,10 +222,7 @@ func (n *Node) pushOffline() {
 // presenceReceiver applies contacts' pushes (presence.Receiver).
 type presenceReceiver struct{ n *Node }
 
-func (r presenceReceiver) Allow(ctx context.Context, p peer.ID) bool {
-	c, err := r.n.store.ContactByPeer(ctx, p)
-	return err == nil && c.State == store.StateAccepted
-}
+func (r presenceReceiver) Allow(ctx context.Context, p peer.ID) bool { return r.n.isAccepted(ctx, p) }
 
 func (r presenceReceiver) Presence(from peer.ID, _ network.Conn, p presence.Presence) {
 	n := r.n
@@ -263,7 +249,8 @@ func (r presenceReceiver) Presence(from peer.ID, _ network.Conn, p presence.Pres
 	}
 }
 
-// contactPresence is what status shows for a contact.
+// presenceLocked is what status shows for the link's contact: offline
+// without a connection, else what it pushed (online until it does).
 func (l *contactLink) presenceLocked(connected bool) (string, string) {
 	if !connected || l.presence == "" {
 		if connected {

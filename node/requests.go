@@ -65,6 +65,13 @@ func (n *Node) startServices() {
 	)
 }
 
+// isAccepted reports whether p is an accepted contact: the only peers that
+// chat with us and see our presence.
+func (n *Node) isAccepted(ctx context.Context, p peer.ID) bool {
+	c, err := n.store.ContactByPeer(ctx, p)
+	return err == nil && c.State == store.StateAccepted
+}
+
 // requestHandler answers /natter/contact/1.0.0 (contact.Handler).
 type requestHandler struct{ n *Node }
 
@@ -75,7 +82,7 @@ func (h requestHandler) HandleContact(ctx context.Context, from peer.ID, req con
 	c, err := n.store.ContactByPeer(ctx, from)
 	known := err == nil
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
-		return contact.Response{Status: contact.StatusRefused, Reason: "temporary failure; try again later"}
+		return tryLater
 	}
 	switch req.Kind {
 	case contact.KindRequest:
@@ -86,7 +93,7 @@ func (h requestHandler) HandleContact(ctx context.Context, from peer.ID, req con
 			}
 			pending, err := n.store.CountState(ctx, store.StatePendingIn)
 			if err != nil {
-				return contact.Response{Status: contact.StatusRefused, Reason: "temporary failure; try again later"}
+				return tryLater
 			}
 			if pending >= n.cfg.Contacts.MaxPending {
 				n.metrics.StreamError("contact", errRefusedFull)
@@ -94,7 +101,7 @@ func (h requestHandler) HandleContact(ctx context.Context, from peer.ID, req con
 			}
 			nc := store.Contact{PeerID: from, State: store.StatePendingIn, Note: req.Note, Name: n.freeName(ctx, req.Name)}
 			if err := n.store.AddContact(ctx, nc); err != nil {
-				return contact.Response{Status: contact.StatusRefused, Reason: "temporary failure; try again later"}
+				return tryLater
 			}
 			n.log.Info("friend request", "peer", from.ShortString(), "name", req.Name, "note", req.Note)
 			n.publish(control.Event{Type: control.EventContact, PeerID: from.String(), Name: nc.Name, State: store.StatePendingIn, Note: req.Note})
@@ -108,7 +115,7 @@ func (h requestHandler) HandleContact(ctx context.Context, from peer.ID, req con
 		case c.State == store.StatePendingOut:
 			// We asked them too: both want it.
 			if err := n.setAccepted(ctx, c); err != nil {
-				return contact.Response{Status: contact.StatusRefused, Reason: "temporary failure; try again later"}
+				return tryLater
 			}
 			return contact.Response{Status: contact.StatusAccepted}
 		case c.State == store.StateAccepted:
@@ -120,7 +127,7 @@ func (h requestHandler) HandleContact(ctx context.Context, from peer.ID, req con
 		switch {
 		case known && c.State == store.StatePendingOut:
 			if err := n.setAccepted(ctx, c); err != nil {
-				return contact.Response{Status: contact.StatusRefused, Reason: "temporary failure; try again later"}
+				return tryLater
 			}
 			return contact.Response{Status: contact.StatusOK}
 		case known && c.State == store.StateAccepted:
@@ -136,6 +143,10 @@ func (h requestHandler) HandleContact(ctx context.Context, from peer.ID, req con
 	}
 	return contact.Response{Status: contact.StatusRefused, Reason: "unknown request"}
 }
+
+// tryLater answers a request we could not handle (the database failed);
+// the requester asks again later by itself.
+var tryLater = contact.Response{Status: contact.StatusRefused, Reason: "temporary failure; try again later"}
 
 // errRefusedFull is counted (reason "refused") when a request finds the
 // pending queue full.
