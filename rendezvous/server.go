@@ -33,6 +33,7 @@ import (
 	"github.com/natterim/natter/internal/dirlock"
 	rdvproto "github.com/natterim/natter/protocols/rendezvous"
 	"github.com/natterim/natter/protocols/wire"
+	"github.com/natterim/natter/rendezvous/store"
 )
 
 // DHTProtocolPrefix keeps natter's DHT apart from the public IPFS one.
@@ -72,6 +73,7 @@ type Server struct {
 	started time.Time
 
 	lock     *dirlock.Lock
+	db       *store.Store
 	h        host.Host
 	relay    *relay.Relay
 	dht      *dht.IpfsDHT
@@ -139,6 +141,9 @@ func New(ctx context.Context, cfg Config, opts ...Option) (_ *Server, err error)
 	}
 	sk, err := LoadOrCreateKey(cfg.DataDir)
 	if err != nil {
+		return nil, err
+	}
+	if s.db, err = store.Open(ctx, cfg.DataDir); err != nil {
 		return nil, err
 	}
 	listen, err := s.probeListenAddrs()
@@ -452,6 +457,11 @@ func (s *Server) Close() error {
 		if s.admin != nil {
 			if err := os.Remove(s.adminPath); err != nil && !errors.Is(err, os.ErrNotExist) {
 				errs = append(errs, fmt.Errorf("remove admin socket: %w", err))
+			}
+		}
+		if s.db != nil {
+			if err := s.db.Close(); err != nil {
+				errs = append(errs, fmt.Errorf("close database: %w", err))
 			}
 		}
 		if s.lock != nil {

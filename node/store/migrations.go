@@ -1,11 +1,5 @@
 package store
 
-import (
-	"context"
-	"database/sql"
-	"fmt"
-)
-
 // migrations is the schema history: migrations[i] takes the database from
 // version i to i+1. Never edit a released entry; append a new one.
 var migrations = []string{
@@ -87,26 +81,3 @@ var migrations = []string{
 
 // SchemaVersion is the version this natter writes.
 func SchemaVersion() int { return len(migrations) }
-
-func (s *Store) migrate(ctx context.Context) error {
-	var v int
-	if err := s.db.QueryRowContext(ctx, `PRAGMA user_version`).Scan(&v); err != nil {
-		return fmt.Errorf("read schema version: %w", classify(err))
-	}
-	if v > len(migrations) {
-		return fmt.Errorf("database at version %d, this natter knows %d: %w", v, len(migrations), ErrTooNew)
-	}
-	for i := v; i < len(migrations); i++ {
-		err := s.Tx(ctx, func(tx *sql.Tx) error {
-			if _, err := tx.ExecContext(ctx, migrations[i]); err != nil {
-				return err
-			}
-			_, err := tx.ExecContext(ctx, fmt.Sprintf(`PRAGMA user_version = %d`, i+1))
-			return err
-		})
-		if err != nil {
-			return fmt.Errorf("migrate database to version %d: %w", i+1, err)
-		}
-	}
-	return nil
-}

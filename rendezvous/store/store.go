@@ -1,0 +1,65 @@
+// Package store is the rendezvous server's durable state: one SQLite
+// database (internal/sqlitedb: WAL, synchronous=FULL) in the server's data
+// dir, for what a restart must not lose — the name directory and the
+// sealed offline mailboxes. The registry of who is online is soft state
+// and stays in memory: nodes re-register after a restart.
+//
+// Each feature owns its tables through a migration appended to migrations
+// and its own file of methods on Store.
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"path/filepath"
+
+	"github.com/natterim/natter/internal/sqlitedb"
+)
+
+// FileName is the database file's name inside the server's data dir.
+const FileName = "rendezvous.db"
+
+var (
+	// ErrNotFound is returned when a looked-up row does not exist.
+	ErrNotFound = errors.New("not found")
+	// ErrExists is returned when an insert would duplicate a unique row.
+	ErrExists = sqlitedb.ErrExists
+	// ErrDiskFull is returned when the disk is full; nothing was changed.
+	ErrDiskFull = sqlitedb.ErrDiskFull
+	// ErrTooNew is returned for a database written by a newer server.
+	ErrTooNew = sqlitedb.ErrTooNew
+)
+
+// migrations is the schema history: migrations[i] takes the database from
+// version i to i+1. Never edit a released entry; append a new one.
+var migrations = []string{}
+
+// SchemaVersion is the version this server writes.
+func SchemaVersion() int { return len(migrations) }
+
+// Store is the server database. Its methods are safe for concurrent use.
+type Store struct {
+	db *sql.DB
+}
+
+// Open opens (creating if needed) the database in dataDir and migrates it.
+func Open(ctx context.Context, dataDir string) (*Store, error) {
+	db, err := sqlitedb.Open(ctx, filepath.Join(dataDir, FileName), migrations)
+	if err != nil {
+		return nil, fmt.Errorf("open server database: %w", err)
+	}
+	return &Store{db: db}, nil
+}
+
+// Close closes the database.
+func (s *Store) Close() error { return s.db.Close() }
+
+// Tx runs fn in one write transaction, committing if fn returns nil.
+func (s *Store) Tx(ctx context.Context, fn func(*sql.Tx) error) error {
+	return sqlitedb.Tx(ctx, s.db, fn)
+}
+
+// DB exposes the handle for reads.
+func (s *Store) DB() *sql.DB { return s.db }
