@@ -140,6 +140,7 @@ func sendWait(t *testing.T, n *nodeProc, contact, text string) string {
 // TestChatBurstCone: both ways at once across two cone NATs, over the
 // direct link: complete, in order, exactly once, all delivered.
 func TestChatBurstCone(t *testing.T) {
+	t.Parallel()
 	alice, bob := pair(t, "bob", lab.Cone, control.PathDirect)
 	if via := sendWait(t, alice, "bob", "hello over the direct link"); via != control.PathDirect {
 		t.Fatalf("send --wait says %s, want direct", via)
@@ -166,6 +167,7 @@ func TestChatBurstCone(t *testing.T) {
 // TestChatBurstRelayed: a symmetric NAT on one side keeps the link on the
 // relay; chat works over it all the same.
 func TestChatBurstRelayed(t *testing.T) {
+	t.Parallel()
 	alice, carol := pair(t, "carol", lab.Symmetric, control.PathRelayed)
 	if via := sendWait(t, carol, "alice", "hello through the relay"); via != control.PathRelayed {
 		t.Fatalf("send --wait says %s, want relayed", via)
@@ -193,6 +195,7 @@ func TestChatBurstRelayed(t *testing.T) {
 // TestChatReceiverKilled: the receiver is SIGKILLed in the middle of a
 // burst and restarted; nothing is lost, nothing doubled.
 func TestChatReceiverKilled(t *testing.T) {
+	t.Parallel()
 	alice, bob := pair(t, "bob", lab.Cone, control.PathDirect)
 
 	const n = 2000
@@ -211,6 +214,7 @@ func TestChatReceiverKilled(t *testing.T) {
 // TestChatSenderKilled: the sender is SIGKILLed with messages in its
 // outbox (the contact was offline); restarted, it delivers them by itself.
 func TestChatSenderKilled(t *testing.T) {
+	t.Parallel()
 	alice, bob := pair(t, "bob", lab.Cone, control.PathDirect)
 
 	bob.proc.Kill()

@@ -19,6 +19,7 @@ const offlineBound = 35 * time.Second
 // accepted, and acceptance reaches the requester, after which chat and
 // presence flow. A former contact that keeps writing is refused.
 func TestFriendRequestAcrossNATs(t *testing.T) {
+	t.Parallel()
 	l := lab.New(t)
 	r := startRendezvous(t, l.Public("rdv"))
 	alice := startNode(t, l.Home("alice", lab.Cone), "alice", r, nodeOpts{})
@@ -69,6 +70,7 @@ func TestFriendRequestAcrossNATs(t *testing.T) {
 // through the relay (symmetric NAT), and a blocked peer cannot even
 // connect.
 func TestRejectAndBlockAcrossNATs(t *testing.T) {
+	t.Parallel()
 	l := lab.New(t)
 	r := startRendezvous(t, l.Public("rdv"))
 	alice := startNode(t, l.Home("alice", lab.Cone), "alice", r, nodeOpts{})
@@ -107,6 +109,7 @@ func TestRejectAndBlockAcrossNATs(t *testing.T) {
 // vanishes without a word (its router cut off: only the heartbeat can
 // tell); one that stops cleanly shows offline at once.
 func TestPresenceOfflineAfterKill(t *testing.T) {
+	t.Parallel()
 	l := lab.New(t)
 	r := startRendezvous(t, l.Public("rdv"))
 	defaults := nodeOpts{env: []string{"NATTER_HEARTBEAT=10s"}}

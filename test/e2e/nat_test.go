@@ -47,12 +47,14 @@ func pingVia(t *testing.T, n *nodeProc, contact, wantPath string) {
 // TestConeToCone: two nodes behind cone NATs end up on a direct link,
 // with both transports and with each one alone.
 func TestConeToCone(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct{ transports, want string }{
 		{"tcp,quic", ""},
 		{"tcp", "tcp"},
 		{"quic", "quic"},
 	} {
 		t.Run(strings.ReplaceAll(tc.transports, ",", "+"), func(t *testing.T) {
+			t.Parallel()
 			l := lab.New(t)
 			r := startRendezvous(t, l.Public("rdv"))
 			alice := startNode(t, l.Home("alice", lab.Cone), "alice", r, nodeOpts{transports: tc.transports})
@@ -81,6 +83,7 @@ func TestConeToCone(t *testing.T) {
 // TestSymmetricRelayed: a symmetric NAT cannot be punched; the link stays
 // relayed and works.
 func TestSymmetricRelayed(t *testing.T) {
+	t.Parallel()
 	l := lab.New(t)
 	r := startRendezvous(t, l.Public("rdv"))
 	alice := startNode(t, l.Home("alice", lab.Symmetric), "alice", r, nodeOpts{})
@@ -108,6 +111,7 @@ func TestSymmetricRelayed(t *testing.T) {
 // TestPublicToNATed: a node with a public address and one behind a cone
 // NAT connect directly.
 func TestPublicToNATed(t *testing.T) {
+	t.Parallel()
 	l := lab.New(t)
 	r := startRendezvous(t, l.Public("rdv"))
 	carolHost := l.Public("carol")
@@ -123,6 +127,7 @@ func TestPublicToNATed(t *testing.T) {
 // TestRendezvousOutage: a direct link survives the rendezvous dying, and
 // nodes re-register by themselves when it comes back.
 func TestRendezvousOutage(t *testing.T) {
+	t.Parallel()
 	l := lab.New(t)
 	r := startRendezvous(t, l.Public("rdv"))
 	alice := startNode(t, l.Home("alice", lab.Cone), "alice", r, nodeOpts{})
@@ -167,6 +172,7 @@ func TestRendezvousOutage(t *testing.T) {
 // TestReconnectAfterRestart: a contact that restarts is found again on the
 // rendezvous and the link becomes direct again.
 func TestReconnectAfterRestart(t *testing.T) {
+	t.Parallel()
 	alice, bob := pair(t, "bob", lab.Cone, control.PathDirect)
 
 	bob.proc.Kill()
