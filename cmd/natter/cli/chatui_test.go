@@ -122,3 +122,13 @@ func TestJSONEverywhere(t *testing.T) {
 	oneLineErr(t, code, errOut, 1, `no contact "nobody"`)
 	require.Empty(t, out)
 }
+
+// TestDaemonControlTCPLoopback: the daemon refuses to serve its control
+// API on anything but loopback, in one line.
+func TestDaemonControlTCPLoopback(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "d")
+	code, _, errOut := run(t, "init", "--data-dir", dir, "--name", "alice", "--no-passphrase")
+	require.Equal(t, 0, code, errOut)
+	code, _, errOut = run(t, "daemon", "--data-dir", dir, "--control-tcp-listen", "0.0.0.0:7420")
+	oneLineErr(t, code, errOut, 1, "control.tcp_listen: 0.0.0.0 is not a loopback address")
+}
