@@ -167,6 +167,9 @@ func (f *fakeAPI) Typing(_ context.Context, ref string, typing bool) (control.Ty
 
 func (f *fakeAPI) Activity(context.Context) error {
 	f.record("activity")
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.status.AutoAway = false
 	return nil
 }
 

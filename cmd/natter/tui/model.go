@@ -357,6 +357,9 @@ type fileProgressMsg struct {
 
 type errMsg struct{ err error }
 
+// selfMsg refreshes our own presence.
+type selfMsg struct{ status control.Status }
+
 // ticks
 type shakeTick struct{ gen int }
 type typingCheckTick struct{}
@@ -522,6 +525,8 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 			}
 		}
 		m.refreshConv(false)
+	case selfMsg:
+		m.self = msg.status
 	case errMsg:
 		cmds = append(cmds, m.setNotice(apiErrText(msg.err), true))
 	case shakeTick:
@@ -573,16 +578,30 @@ func (m *Model) setNotice(text string, isErr bool) tea.Cmd {
 	return m.after(noticeFor, noticeTick{gen: m.noticeGen})
 }
 
+// activity tells the daemon the user is here (it ends idle away); if we
+// showed as away because idle, it fetches our status again to show that
+// we no longer do.
+func (m *Model) activity() tea.Cmd {
+	m.lastActivity = m.now()
+	wasAway := m.self.AutoAway
+	return m.call(func(ctx context.Context) tea.Msg {
+		if err := m.api.Activity(ctx); err != nil || !wasAway {
+			return nil // best effort
+		}
+		st, err := m.api.Status(ctx)
+		if err != nil {
+			return nil
+		}
+		return selfMsg{st}
+	})
+}
+
 // ---- keys ----
 
 func (m *Model) onKey(k tea.KeyMsg) []tea.Cmd {
 	var cmds []tea.Cmd
 	if now := m.now(); now.Sub(m.lastActivity) >= activityEvery {
-		m.lastActivity = now
-		cmds = append(cmds, m.call(func(ctx context.Context) tea.Msg {
-			_ = m.api.Activity(ctx) // best effort: it only ends idle away
-			return nil
-		}))
+		cmds = append(cmds, m.activity())
 	}
 	key := k.String()
 	if m.confirm != "" {
@@ -1193,6 +1212,9 @@ func (m *Model) onState(msg stateMsg) []tea.Cmd {
 		}
 	} else if first && m.open == "" {
 		m.setFocus(focusList)
+	}
+	if first && m.self.AutoAway {
+		cmds = append(cmds, m.activity()) // opening the chat is activity
 	}
 	m.keepSelVisible()
 	return cmds

@@ -427,6 +427,29 @@ func TestTyping(t *testing.T) {
 	require.NotContains(t, h.view(), "bob is typing…")
 }
 
+func TestIdleAwayEnds(t *testing.T) {
+	api := newFakeAPI()
+	api.status.AutoAway = true
+	h := newHarness(t, api, "")
+	// Opening the chat is activity: the daemon is told, and our presence
+	// shown again.
+	require.Contains(t, api.Calls(), "activity")
+	require.NotContains(t, h.view(), "away (idle)")
+	require.Contains(t, h.view(), "alice ● online")
+
+	// Keys are activity too, at most every activityEvery.
+	h.typeText("w")
+	require.Empty(t, api.callsLike("activity"), "just told")
+	h.now = h.now.Add(activityEvery)
+	h.typeText("x")
+	require.Equal(t, []string{"activity"}, api.callsLike("activity"))
+	h.typeText("y")
+	require.Empty(t, api.callsLike("activity"))
+	h.now = h.now.Add(activityEvery)
+	h.typeText("z")
+	require.Equal(t, []string{"activity"}, api.callsLike("activity"))
+}
+
 func TestReconnect(t *testing.T) {
 	api := newFakeAPI()
 	api.seed(bobID, 3)

@@ -325,11 +325,11 @@ func (m *Model) titleLine() string {
 		if name == "" {
 			name = m.self.PeerID
 		}
-		pres := m.self.Presence
+		pres, shown := m.self.Presence, m.self.Presence
 		if m.self.AutoAway {
-			pres = "away (idle)"
+			pres, shown = "away (idle)", control.PresenceAway
 		}
-		icon, _ := m.st.presenceIcon(control.StateAccepted, m.self.Presence)
+		icon, _ := m.st.presenceIcon(control.StateAccepted, shown)
 		left += " │ " + name + " " + icon + " " + pres
 		if m.self.StatusMessage != "" {
 			left += " — " + oneLine(m.self.StatusMessage)
