@@ -242,6 +242,17 @@ type Model struct {
 	readAgain    map[string]bool
 
 	transfers []*transfer
+
+	// rendered caches each message's lines: redrawing the conversation
+	// for every event would otherwise wrap every loaded message again.
+	rendered map[string]renderedMsg
+}
+
+// renderedMsg is a message's lines and what they depend on.
+type renderedMsg struct {
+	status, via, them string
+	width             int
+	lines             []string
 }
 
 // New returns the model for api; Run wires it to the terminal.
@@ -265,6 +276,7 @@ func New(ctx context.Context, api API, o Options) *Model {
 		termFocused:  true,
 		readInFlight: map[string]bool{},
 		readAgain:    map[string]bool{},
+		rendered:     map[string]renderedMsg{},
 		width:        80,
 		height:       24,
 	}
@@ -347,8 +359,10 @@ type fileMsg struct {
 	err        error
 }
 
-// fileProgressMsg moves a transfer started with /file along. The event
-// pump sends it for the daemon's file events.
+// fileProgressMsg moves a transfer started with /file along. It is the
+// hook for the daemon's file progress events (issue 5): once they exist,
+// pump maps them to it. Until then nothing sends it and an offer shows as
+// offered.
 type fileProgressMsg struct {
 	id          string
 	done, total int64
@@ -662,7 +676,9 @@ func (m *Model) onKey(k tea.KeyMsg) []tea.Cmd {
 	m.input, c = m.input.Update(k)
 	cmds = append(cmds, c)
 	if after := m.input.Value(); after != before {
-		m.layout()
+		if m.inputHeight() != m.input.Height() {
+			m.layout() // the input grew or shrank
+		}
 		cmds = append(cmds, m.onInputChanged(after))
 	}
 	return cmds
@@ -981,6 +997,7 @@ func (m *Model) onEvent(e control.Event) []tea.Cmd {
 	switch e.Type {
 	case control.EventHello:
 		m.live, m.downWhy = true, ""
+		clear(m.rendered)
 		// Anything may have happened while we were away: reload.
 		cmds := []tea.Cmd{m.loadState()}
 		for peer, c := range m.convs {

@@ -15,6 +15,8 @@ const (
 	minWidth     = 40
 	minHeight    = 10
 	maxConvWidth = 110
+	// maxRendered bounds the cache of rendered messages.
+	maxRendered = 20000
 )
 
 // listWidth is the width of the contact list; 0 in a narrow terminal,
@@ -153,7 +155,7 @@ func (m *Model) convLines(w int) []string {
 		if i == 0 || !sameDay(c.msgs[i-1].SentAt, msg.SentAt, m.loc) {
 			out = append(out, r.daySeparator(msg.SentAt))
 		}
-		out = append(out, r.message(msg)...)
+		out = append(out, m.messageLines(r, msg)...)
 	}
 	for _, t := range m.transfers {
 		if t.peer == m.open {
@@ -161,6 +163,20 @@ func (m *Model) convLines(w int) []string {
 		}
 	}
 	return out
+}
+
+// messageLines renders a message, from the cache when nothing it depends
+// on changed.
+func (m *Model) messageLines(r convRender, msg control.Message) []string {
+	if c, ok := m.rendered[msg.ID]; ok && c.status == msg.Status && c.via == msg.Via && c.them == r.them && c.width == r.width {
+		return c.lines
+	}
+	lines := r.message(msg)
+	if len(m.rendered) >= maxRendered {
+		clear(m.rendered)
+	}
+	m.rendered[msg.ID] = renderedMsg{status: msg.Status, via: msg.Via, them: r.them, width: r.width, lines: lines}
+	return lines
 }
 
 // transferLines shows a file offered from this UI with its progress.
@@ -369,7 +385,7 @@ func (m *Model) footerLine() string {
 		if m.noticeErr {
 			st = m.st.errText
 		}
-		return st.Render(fit(" "+m.notice, m.width))
+		return st.Render(fit(" "+oneLine(m.notice), m.width))
 	}
 	hint := " Enter send · Alt+Enter newline · PgUp older · Tab list · /help · Ctrl+C quit"
 	if m.focus == focusList {
