@@ -243,14 +243,14 @@ func (m *Model) helpLines(w int) []string {
 	var out []string
 	section := func(title string, rows [][2]string) {
 		out = append(out, m.st.bold.Render(title))
-		kw := 0
+		// The key column fits most keys; a longer one gets its own line.
+		kw := min(14, w/3)
 		for _, r := range rows {
-			kw = max(kw, width(r[0]))
-		}
-		kw = min(kw, w/2)
-		for _, r := range rows {
-			desc := wrap(r[1], max(w-kw-4, 8))
-			for i, d := range desc {
+			if width(r[0]) > kw {
+				out = append(out, fit("  "+r[0], w))
+				r[0] = ""
+			}
+			for i, d := range wrap(r[1], max(w-kw-4, 8)) {
 				k := ""
 				if i == 0 {
 					k = r[0]
