@@ -20,6 +20,7 @@ func newSendCmd(g *globals) *cobra.Command {
 	var (
 		wait    bool
 		timeout time.Duration
+		asJSON  bool
 	)
 	cmd := &cobra.Command{
 		Use:   "send <contact> [text...]",
@@ -53,11 +54,21 @@ prints how it travelled (direct or relayed); if that does not happen within
 			if err != nil {
 				return g.apiErr(err)
 			}
+			if asJSON {
+				if err := printJSON(g.stdout, m); err != nil {
+					return err
+				}
+				if wait && m.Status != control.StatusDelivered && m.Status != control.StatusRead {
+					return fmt.Errorf("not delivered within %s (%s); it stays queued and natter keeps trying", timeout, m.Status)
+				}
+				return nil
+			}
 			return reportSent(g, m, wait, timeout)
 		},
 	}
 	cmd.Flags().BoolVar(&wait, "wait", false, "wait until delivered and say whether it went direct or relayed")
 	cmd.Flags().DurationVar(&timeout, "timeout", time.Minute, "with --wait: how long to wait")
+	jsonFlag(cmd, &asJSON)
 	return cmd
 }
 
@@ -104,7 +115,8 @@ func messageText(stdin io.Reader, args []string) (string, error) {
 }
 
 func newNudgeCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
+	var asJSON bool
+	cmd := &cobra.Command{
 		Use:   "nudge <contact>",
 		Short: "Nudge a contact: their window shakes",
 		Args:  cobra.ExactArgs(1),
@@ -115,10 +127,15 @@ func newNudgeCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return g.apiErr(err)
 			}
+			if asJSON {
+				return printJSON(g.stdout, m)
+			}
 			fmt.Fprintln(g.stdout, m.ID)
 			return nil
 		},
 	}
+	jsonFlag(cmd, &asJSON)
+	return cmd
 }
 
 func newHistoryCmd(g *globals) *cobra.Command {
@@ -208,7 +225,8 @@ func newSearchCmd(g *globals) *cobra.Command {
 }
 
 func newReadCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
+	var asJSON bool
+	cmd := &cobra.Command{
 		Use:   "read <contact>",
 		Short: "Mark a conversation read (tells the contact, unless read receipts are off)",
 		Args:  cobra.ExactArgs(1),
@@ -218,6 +236,9 @@ func newReadCmd(g *globals) *cobra.Command {
 			r, err := g.client().MarkRead(ctx, args[0])
 			if err != nil {
 				return g.apiErr(err)
+			}
+			if asJSON {
+				return printJSON(g.stdout, r)
 			}
 			note := "read receipts off: the contact is not told"
 			if r.Receipts {
@@ -230,10 +251,13 @@ func newReadCmd(g *globals) *cobra.Command {
 			return nil
 		},
 	}
+	jsonFlag(cmd, &asJSON)
+	return cmd
 }
 
 func newReceiptsCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
+	var asJSON bool
+	cmd := &cobra.Command{
 		Use:   "receipts <contact> on|off|default",
 		Short: "Send read receipts to this contact or not (default: the chat.read_receipts setting)",
 		Args:  cobra.ExactArgs(2),
@@ -249,10 +273,15 @@ func newReceiptsCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return g.apiErr(err)
 			}
+			if asJSON {
+				return printJSON(g.stdout, c)
+			}
 			fmt.Fprintf(g.stdout, "read receipts for %s: %s\n", label(c.Name, c.PeerID), args[1])
 			return nil
 		},
 	}
+	jsonFlag(cmd, &asJSON)
+	return cmd
 }
 
 // printMessages prints messages one per line (continuation lines of a

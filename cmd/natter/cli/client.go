@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -23,8 +24,9 @@ func apiCtx(cmd *cobra.Command) (context.Context, context.CancelFunc) {
 }
 
 func newIDCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
-		Use:   "id",
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "id [--json]",
 		Short: "Print this node's peer ID, then an invite for `contacts add`",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -34,21 +36,29 @@ func newIDCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return g.apiErr(err)
 			}
+			if asJSON {
+				return printJSON(g.stdout, id)
+			}
 			fmt.Fprintln(g.stdout, id.PeerID)
 			fmt.Fprintln(g.stdout, id.Invite)
 			return nil
 		},
 	}
+	jsonFlag(cmd, &asJSON)
+	return cmd
 }
 
 func newContactsCmd(g *globals) *cobra.Command {
+	var (
+		name, note string
+		asJSON     bool
+	)
 	cmd := &cobra.Command{
 		Use:   "contacts",
 		Short: "Add, list and remove contacts",
 		Args:  cobra.NoArgs,
-		RunE:  func(cmd *cobra.Command, _ []string) error { return listContacts(cmd, g, false) },
+		RunE:  func(cmd *cobra.Command, _ []string) error { return listContacts(cmd, g, asJSON) },
 	}
-	var name, note string
 	add := &cobra.Command{
 		Use:   "add <peerID|invite|name> [--name NAME] [--note TEXT]",
 		Short: "Send a friend request (by peer ID, invite, or a name registered on the rendezvous)",
@@ -64,6 +74,9 @@ already asked you (pending_in), add accepts its request.`,
 			if err != nil {
 				return g.apiErr(err)
 			}
+			if asJSON {
+				return printJSON(g.stdout, c)
+			}
 			if c.State == control.StateAccepted {
 				fmt.Fprintf(g.stdout, "%s is now a contact (accepted their request)\n", label(c.Name, c.PeerID))
 				return nil
@@ -74,6 +87,7 @@ already asked you (pending_in), add accepts its request.`,
 	}
 	add.Flags().StringVar(&name, "name", "", "local name for the contact (default: the name in the invite)")
 	add.Flags().StringVar(&note, "note", "", "a short note sent with the request")
+	jsonFlag(add, &asJSON)
 	var acceptName string
 	accept := &cobra.Command{
 		Use:   "accept <contact> [--name NAME]",
@@ -86,11 +100,15 @@ already asked you (pending_in), add accepts its request.`,
 			if err != nil {
 				return g.apiErr(err)
 			}
+			if asJSON {
+				return printJSON(g.stdout, c)
+			}
 			fmt.Fprintf(g.stdout, "accepted %s\n", label(c.Name, c.PeerID))
 			return nil
 		},
 	}
 	accept.Flags().StringVar(&acceptName, "name", "", "local name for the contact")
+	jsonFlag(accept, &asJSON)
 	reject := &cobra.Command{
 		Use:   "reject <contact>",
 		Short: "Reject a friend request (it is removed; the requester is told)",
@@ -101,6 +119,9 @@ already asked you (pending_in), add accepts its request.`,
 			c, err := g.client().RejectContact(ctx, args[0])
 			if err != nil {
 				return g.apiErr(err)
+			}
+			if asJSON {
+				return printJSON(g.stdout, c)
 			}
 			fmt.Fprintf(g.stdout, "rejected %s\n", label(c.Name, c.PeerID))
 			return nil
@@ -117,18 +138,20 @@ already asked you (pending_in), add accepts its request.`,
 			if err != nil {
 				return g.apiErr(err)
 			}
+			if asJSON {
+				return printJSON(g.stdout, c)
+			}
 			fmt.Fprintf(g.stdout, "blocked %s\n", label(c.Name, c.PeerID))
 			return nil
 		},
 	}
-	var asJSON bool
 	list := &cobra.Command{
 		Use:   "list [--json]",
 		Short: "List contacts",
 		Args:  cobra.NoArgs,
 		RunE:  func(cmd *cobra.Command, _ []string) error { return listContacts(cmd, g, asJSON) },
 	}
-	list.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	jsonFlag(list, &asJSON)
 	remove := &cobra.Command{
 		Use:     "remove <contact>",
 		Aliases: []string{"rm"},
@@ -137,6 +160,14 @@ already asked you (pending_in), add accepts its request.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, cancel := apiCtx(cmd)
 			defer cancel()
+			if asJSON {
+				// The daemon answers with the removed contact.
+				var c control.Contact
+				if err := g.client().Do(ctx, http.MethodDelete, "/contacts/"+control.PathEscape(args[0]), nil, &c); err != nil {
+					return g.apiErr(err)
+				}
+				return printJSON(g.stdout, c)
+			}
 			if err := g.client().RemoveContact(ctx, args[0]); err != nil {
 				return g.apiErr(err)
 			}
@@ -144,6 +175,10 @@ already asked you (pending_in), add accepts its request.`,
 			return nil
 		},
 	}
+	for _, c := range []*cobra.Command{reject, block, remove} {
+		jsonFlag(c, &asJSON)
+	}
+	jsonFlag(cmd, &asJSON)
 	cmd.AddCommand(add, list, remove, accept, reject, block, newReceiptsCmd(g))
 	return cmd
 }
@@ -263,7 +298,10 @@ func printStatus(w io.Writer, st control.Status) error {
 }
 
 func newPingCmd(g *globals) *cobra.Command {
-	var count int
+	var (
+		count  int
+		asJSON bool
+	)
 	cmd := &cobra.Command{
 		Use:   "ping <contact> [--count N]",
 		Short: "Measure the round trip to a contact over the current path",
@@ -280,7 +318,14 @@ func newPingCmd(g *globals) *cobra.Command {
 				if err != nil {
 					return g.apiErr(err)
 				}
-				fmt.Fprintf(g.stdout, "%s: rtt %s via %s (%s)\n", args[0], fmtRTT(r.RTTMillis), r.Path, r.RemoteAddr)
+				if asJSON {
+					// One object per line, one line per ping.
+					if err := json.NewEncoder(g.stdout).Encode(r); err != nil {
+						return err
+					}
+				} else {
+					fmt.Fprintf(g.stdout, "%s: rtt %s via %s (%s)\n", args[0], fmtRTT(r.RTTMillis), r.Path, r.RemoteAddr)
+				}
 				if i < count-1 {
 					select {
 					case <-cmd.Context().Done():
@@ -293,6 +338,7 @@ func newPingCmd(g *globals) *cobra.Command {
 		},
 	}
 	cmd.Flags().IntVarP(&count, "count", "c", 1, "number of pings, one per second")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print one JSON object per ping, one per line (for scripts)")
 	return cmd
 }
 

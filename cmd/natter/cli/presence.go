@@ -12,6 +12,7 @@ func newPresenceCmd(g *globals) *cobra.Command {
 	var (
 		message string
 		clear   bool
+		asJSON  bool
 	)
 	cmd := &cobra.Command{
 		Use:   "presence [online|away|busy|invisible] [--message TEXT | --clear-message]",
@@ -52,6 +53,9 @@ again.`,
 			if err != nil {
 				return g.apiErr(err)
 			}
+			if asJSON {
+				return printJSON(g.stdout, st)
+			}
 			out := st.Presence
 			if st.AutoAway {
 				out += " (shown as away: idle)"
@@ -65,5 +69,6 @@ again.`,
 	}
 	cmd.Flags().StringVar(&message, "message", "", "status message shown to contacts")
 	cmd.Flags().BoolVar(&clear, "clear-message", false, "remove the status message")
+	jsonFlag(cmd, &asJSON)
 	return cmd
 }

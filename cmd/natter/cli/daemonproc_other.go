@@ -1,0 +1,14 @@
+//go:build !linux
+
+package cli
+
+import (
+	"os/exec"
+	"syscall"
+)
+
+// setDaemonProcAttr puts a daemon started by `chat --start` in its own
+// process group (keys at the terminal are the chat's, not the daemon's).
+func setDaemonProcAttr(c *exec.Cmd) {
+	c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+}
