@@ -119,6 +119,7 @@ func (p *tuiProc) keys(s string) {
 // and nudge show; the UI redraws on resize and leaves the terminal as it
 // found it on Ctrl+C.
 func TestChatTUI(t *testing.T) {
+	t.Parallel()
 	alice, bob := pair(t, "bob", lab.Cone, control.PathDirect)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -220,6 +221,7 @@ func TestChatTUI(t *testing.T) {
 // TestChatStartsDaemon: `natter chat --start` with no daemon running
 // starts one for the session, and stops it on exit.
 func TestChatStartsDaemon(t *testing.T) {
+	t.Parallel()
 	l := lab.New(t)
 	r := startRendezvous(t, l.Public("rdv"))
 	n := newNode(t, l.Home("alice", lab.Cone), "alice", r, nodeOpts{})
