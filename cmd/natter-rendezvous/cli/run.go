@@ -2,6 +2,8 @@ package cli
 
 import (
 	"fmt"
+	"io"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -39,13 +41,17 @@ prints is the peer ID and the addresses nodes should use (--rendezvous).`,
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(g.stdout, "%s running as %s (data dir %s); Ctrl-C to stop\n", prog, srv.ID(), cfg.DataDir)
+			// One write, so that a reader never sees the banner without
+			// the addresses.
+			var banner strings.Builder
+			fmt.Fprintf(&banner, "%s running as %s (data dir %s); Ctrl-C to stop\n", prog, srv.ID(), cfg.DataDir)
 			for _, a := range srv.Addrs() {
-				fmt.Fprintf(g.stdout, "  %s\n", a)
+				fmt.Fprintf(&banner, "  %s\n", a)
 			}
 			if m := srv.MetricsAddr(); m != "" {
-				fmt.Fprintf(g.stdout, "metrics on http://%s/metrics\n", m)
+				fmt.Fprintf(&banner, "metrics on http://%s/metrics\n", m)
 			}
+			_, _ = io.WriteString(g.stdout, banner.String())
 			<-cmd.Context().Done()
 			log.Info("shutting down")
 			return srv.Close()
