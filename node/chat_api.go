@@ -209,6 +209,9 @@ func (n *Node) MarkRead(ctx context.Context, ref string) (control.ReadResult, er
 			ob.wake()
 		}
 	}
+	if len(ids) > 0 {
+		n.publish(control.Event{Type: control.EventRead, PeerID: c.PeerID.String(), Name: c.Name})
+	}
 	return control.ReadResult{Marked: len(ids), Receipts: on}, nil
 }
 

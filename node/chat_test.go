@@ -138,10 +138,14 @@ func TestChatLoopback(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, 301, st.Contacts[0].Unread)
 	evA = subscribe(t, a) // a fresh subscription: skip the burst's events
+	evB = subscribe(t, b)
 	rr, err := cb.MarkRead(ctx, "alice")
 	require.NoError(t, err)
 	require.Equal(t, 301, rr.Marked)
 	require.True(t, rr.Receipts)
+	// Every client of bob's learns the conversation is read.
+	e = waitEvent(t, evB, func(e control.Event) bool { return e.Type == control.EventRead })
+	require.Equal(t, a.ID().String(), e.PeerID)
 	waitEvent(t, evA, func(e control.Event) bool {
 		return e.Type == control.EventStatus && e.Status == control.StatusRead && len(e.IDs) == 301
 	})

@@ -161,15 +161,29 @@ func (n *Node) SetPresence(ctx context.Context, req control.PresenceRequest) (co
 	return n.Status(ctx)
 }
 
-// broadcastPresence pushes our presence to every connected accepted
-// contact.
+// broadcastPresence is called whenever our presence changes: it tells
+// control-API clients (a self event) and pushes it to every connected
+// accepted contact.
 func (n *Node) broadcastPresence() {
+	n.publishSelf()
 	for _, p := range n.links.ids() {
 		if path, _ := n.pathTo(p); path == control.PathNone {
 			continue
 		}
 		n.goRun(func(ctx context.Context) { n.pushPresence(ctx, p) })
 	}
+}
+
+// publishSelf publishes our presence as status shows it: the state the
+// user set (invisible included) and whether idleness shows us away.
+func (n *Node) publishSelf() {
+	n.self.mu.Lock()
+	e := control.Event{Type: control.EventSelf, Presence: n.self.manual, AutoAway: n.self.autoAway}
+	n.self.mu.Unlock()
+	if prof, err := n.store.OwnProfile(n.ctx); err == nil {
+		e.StatusMessage = prof.Status
+	}
+	n.publish(e)
 }
 
 // sharesPresence reports whether p gets our presence: an accepted contact

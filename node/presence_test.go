@@ -41,6 +41,7 @@ func TestPresenceTransitions(t *testing.T) {
 	ctx := context.Background()
 	ca := apiClient(a)
 	evB := subscribe(t, b)
+	evA := subscribe(t, a)
 	waitPresence(t, b, control.PresenceOnline, "")
 
 	st, err := ca.SetPresence(ctx, control.PresenceRequest{State: "busy", Message: strp("in a meeting")})
@@ -53,6 +54,10 @@ func TestPresenceTransitions(t *testing.T) {
 	})
 	require.Equal(t, "in a meeting", e.StatusMessage)
 	require.Equal(t, a.ID().String(), e.PeerID)
+	// Alice's own clients learn it too (another client may have set it).
+	e = waitEvent(t, evA, func(e control.Event) bool { return e.Type == control.EventSelf })
+	require.Equal(t, control.PresenceBusy, e.Presence)
+	require.Equal(t, "in a meeting", e.StatusMessage)
 
 	_, err = ca.SetPresence(ctx, control.PresenceRequest{State: "invisible"})
 	require.NoError(t, err)
@@ -70,6 +75,8 @@ func TestPresenceTransitions(t *testing.T) {
 	// Idle: away until the user does something.
 	a.checkIdle(time.Now().Add(time.Hour), time.Minute)
 	waitPresence(t, b, control.PresenceAway, "")
+	e = waitEvent(t, evA, func(e control.Event) bool { return e.Type == control.EventSelf && e.AutoAway })
+	require.Equal(t, control.PresenceOnline, e.Presence, "what the user set; AutoAway says contacts see away")
 	st, err = ca.Status(ctx)
 	require.NoError(t, err)
 	require.True(t, st.AutoAway)

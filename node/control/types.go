@@ -279,6 +279,13 @@ const (
 	EventContact = "contact"
 	// EventPresence: the contact's Presence or StatusMessage changed.
 	EventPresence = "presence"
+	// EventRead: the user marked the conversation with PeerID read (from
+	// any client): its unread count is now 0.
+	EventRead = "read"
+	// EventSelf: our own Presence (as the user set it, like
+	// Status.Presence), StatusMessage or AutoAway (contacts see "away")
+	// changed, through any client or by the idle timer.
+	EventSelf = "self"
 )
 
 // Event is one line of the event stream.
@@ -296,6 +303,8 @@ type Event struct {
 	State     string    `json:"state,omitempty"`
 	Note      string    `json:"note,omitempty"`
 	Presence  string    `json:"presence,omitempty"`
-	// StatusMessage accompanies presence events.
+	// StatusMessage accompanies presence and self events.
 	StatusMessage string `json:"status_message,omitempty"`
+	// AutoAway accompanies self events.
+	AutoAway bool `json:"auto_away,omitempty"`
 }

@@ -1055,6 +1055,13 @@ func (m *Model) onEvent(e control.Event) []tea.Cmd {
 			c.Presence, c.StatusMessage = e.Presence, e.StatusMessage
 			m.sortContacts()
 		}
+	case control.EventRead:
+		// Read through another client (or us): nothing unread there.
+		if c := m.byID[e.PeerID]; c != nil {
+			c.Unread = 0
+		}
+	case control.EventSelf:
+		m.self.Presence, m.self.StatusMessage, m.self.AutoAway = e.Presence, e.StatusMessage, e.AutoAway
 	case control.EventContact:
 		var note string
 		name := e.Name

@@ -69,6 +69,11 @@ func TestContactList(t *testing.T) {
 	h.send(eventMsg{control.Event{Type: control.EventPresence, PeerID: bobID, Presence: control.PresenceOffline}})
 	require.NotEmpty(t, h.line("○ bob"), h.view())
 	require.NotContains(t, h.view(), "online · direct")
+
+	// Another client read bob's messages: no unread left.
+	h.send(eventMsg{control.Event{Type: control.EventRead, PeerID: bobID}})
+	require.NotContains(t, h.line("○ bob"), " 3 ", "bob's unread count after a read event")
+	require.Empty(t, h.line("3 unread"), "the title's total")
 }
 
 func TestSendAndReceive(t *testing.T) {
@@ -448,6 +453,13 @@ func TestIdleAwayEnds(t *testing.T) {
 	h.now = h.now.Add(activityEvery)
 	h.typeText("z")
 	require.Equal(t, []string{"activity"}, api.callsLike("activity"))
+
+	// Our presence changed elsewhere (another client, the idle timer):
+	// the title follows the self events.
+	h.send(eventMsg{control.Event{Type: control.EventSelf, Presence: control.PresenceBusy, StatusMessage: "on a call"}})
+	require.Contains(t, h.view(), "alice ⊘ busy — on a call")
+	h.send(eventMsg{control.Event{Type: control.EventSelf, Presence: control.PresenceOnline, AutoAway: true}})
+	require.Contains(t, h.view(), "away (idle)")
 }
 
 func TestReconnect(t *testing.T) {
