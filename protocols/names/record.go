@@ -27,8 +27,13 @@ const (
 const MaxRecordSize = 2 << 10
 
 // ErrBadRecord is wrapped by every error Open returns for a record that is
-// malformed or does not verify. It wraps wire.ErrInvalid.
-var ErrBadRecord = fmt.Errorf("bad name record: %w", wire.ErrInvalid)
+// malformed or does not verify. It matches wire.ErrInvalid too.
+var ErrBadRecord error = badRecord{}
+
+type badRecord struct{}
+
+func (badRecord) Error() string        { return "bad name record" }
+func (badRecord) Is(target error) bool { return target == wire.ErrInvalid }
 
 // Op is what a record claims.
 type Op = pb.Op
