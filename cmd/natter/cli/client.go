@@ -259,7 +259,7 @@ func printStatus(w io.Writer, st control.Status) error {
 	}
 	fmt.Fprintln(w)
 	if len(st.Contacts) == 0 {
-		fmt.Fprintln(w, "contacts: none yet (natter contacts add <peerID|invite>)")
+		fmt.Fprintln(w, "contacts: none yet (natter contacts add <peerID|invite|name>)")
 		return nil
 	}
 	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
