@@ -246,3 +246,26 @@ func TestOwnNamesSurviveRestart(t *testing.T) {
 	require.Len(t, own, 1)
 	require.Equal(t, control.NameRegistered, own[0].Servers[0].State)
 }
+
+// TestRenewalIsDue: when namesLoop asks a server again.
+func TestRenewalIsDue(t *testing.T) {
+	n := &Node{cfg: DefaultConfig()}
+	session := time.Now().Add(-time.Hour)
+	now := time.Now()
+	for _, tc := range []struct {
+		name string
+		st   nameState
+		want bool
+	}{
+		{"never tried", nameState{}, true},
+		{"registered in this session, an hour ago", nameState{state: control.NameRegistered, tried: now.Add(-time.Hour), session: session}, false},
+		{"registered a day ago", nameState{state: control.NameRegistered, tried: now.Add(-25 * time.Hour), session: session}, true},
+		{"registered in an earlier connection", nameState{state: control.NameRegistered, tried: now.Add(-time.Minute), session: session.Add(-time.Hour)}, true},
+		{"taken an hour ago", nameState{state: control.NameTaken, tried: now.Add(-time.Hour), session: session}, false},
+		{"refused a minute ago", nameState{state: control.NameRefused, tried: now.Add(-2 * time.Minute), session: session}, false},
+		{"network error two minutes ago", nameState{state: control.NameError, tried: now.Add(-2 * time.Minute), session: session}, true},
+		{"network error just now", nameState{state: control.NameError, tried: now.Add(-time.Second), session: session}, false},
+	} {
+		require.Equal(t, tc.want, n.due(tc.st, session, now), tc.name)
+	}
+}
