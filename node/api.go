@@ -25,6 +25,7 @@ import (
 	"github.com/natterim/natter/node/store"
 	"github.com/natterim/natter/protocols/chat"
 	"github.com/natterim/natter/protocols/contact"
+	"github.com/natterim/natter/protocols/names"
 )
 
 // maxRequestBody bounds control API request bodies.
@@ -159,6 +160,8 @@ func (n *Node) apiMux() *http.ServeMux {
 	mux.HandleFunc("POST "+v+"/contacts/{ref}/receipts", n.handleReceipts)
 	mux.HandleFunc("GET "+v+"/search", n.handleSearch)
 	mux.HandleFunc("GET "+v+"/events", n.handleEvents)
+	n.namesRoutes(mux, v)
+	n.profileRoutes(mux, v)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusNotFound, fmt.Errorf("no such endpoint: %s %s", r.Method, r.URL.Path))
 	})
@@ -174,13 +177,18 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 // decodeBody decodes a JSON request body. Invalid UTF-8 is refused rather
 // than silently replaced (which is what encoding/json would do to it).
 func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
-	b, err := io.ReadAll(io.LimitReader(r.Body, maxRequestBody+1))
+	return decodeBodyMax(w, r, v, maxRequestBody)
+}
+
+// decodeBodyMax is decodeBody for a body of up to limit bytes.
+func decodeBodyMax(w http.ResponseWriter, r *http.Request, v any, limit int) bool {
+	b, err := io.ReadAll(io.LimitReader(r.Body, int64(limit)+1))
 	switch {
 	case err != nil:
 		writeErr(w, http.StatusBadRequest, fmt.Errorf("read request body: %w", err))
 		return false
-	case len(b) > maxRequestBody:
-		writeErr(w, http.StatusRequestEntityTooLarge, fmt.Errorf("request body over %d bytes", maxRequestBody))
+	case len(b) > limit:
+		writeErr(w, http.StatusRequestEntityTooLarge, fmt.Errorf("request body over %d bytes", limit))
 		return false
 	case !utf8.Valid(b):
 		writeErr(w, http.StatusBadRequest, fmt.Errorf("request body: %w", chat.ErrNotUTF8))
@@ -278,9 +286,12 @@ func (n *Node) handleContacts(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusInternalServerError, err)
 		return
 	}
+	warnings := n.nameWarnings(r.Context())
 	out := make([]control.Contact, 0, len(cs))
 	for _, c := range cs {
-		out = append(out, toAPIContact(c))
+		ac := toAPIContact(c)
+		ac.Warning = warnings[c.PeerID]
+		out = append(out, ac)
 	}
 	writeJSON(w, http.StatusOK, out)
 }
@@ -308,8 +319,14 @@ func (n *Node) AddContact(ctx context.Context, req control.AddContactRequest) (s
 		}
 	} else if id, err := peer.Decode(target); err == nil {
 		c.PeerID = id
+	} else if strings.HasPrefix(target, "12D3KooW") {
+		return c, badRequest(fmt.Errorf("%q is neither a peer ID (truncated? %v) nor an invite", target, err))
+	} else if dn, nerr := names.Normalize(target); nerr == nil {
+		if err := n.resolveContactName(ctx, &c, dn); err != nil {
+			return c, err
+		}
 	} else {
-		return c, badRequest(fmt.Errorf("%q is neither a peer ID nor an invite (natter:...)", target))
+		return c, badRequest(fmt.Errorf("%q is neither a peer ID, an invite (natter:...) nor a directory name (%v)", target, nerr))
 	}
 	if c.PeerID == n.host.ID() {
 		return c, badRequest(errors.New("that is this node's own peer ID"))

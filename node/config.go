@@ -51,6 +51,8 @@ type Config struct {
 	Contacts ContactsConfig `mapstructure:"contacts"`
 	// Presence configures what contacts see of us.
 	Presence PresenceConfig `mapstructure:"presence"`
+	// Names configures the name directory on the rendezvous servers.
+	Names NamesConfig `mapstructure:"names"`
 	// Control configures the control API.
 	Control ControlConfig `mapstructure:"control"`
 	// LogLevel is debug, info, warn or error; LogFormat text or json.
@@ -87,6 +89,21 @@ type PresenceConfig struct {
 	IdleAway time.Duration `mapstructure:"idle_away"`
 }
 
+// NamesConfig configures our use of the name directory.
+type NamesConfig struct {
+	// RenewInterval: our names are renewed on every rendezvous this often,
+	// and whenever a rendezvous connection (re)opens. Servers release a
+	// name after their names.inactive_release (30 days by default).
+	RenewInterval time.Duration `mapstructure:"renew_interval"`
+	// RecheckInterval: contacts added by name are looked up again this
+	// often (and whenever a rendezvous connection opens); a name that now
+	// points to another key raises a warning.
+	RecheckInterval time.Duration `mapstructure:"recheck_interval"`
+	// MaxRecordAge: a looked-up record its holder signed longer ago than
+	// this is refused, whatever a server says (holders renew daily).
+	MaxRecordAge time.Duration `mapstructure:"max_record_age"`
+}
+
 // ControlConfig configures the control API.
 type ControlConfig struct {
 	// Socket is the unix socket path ("" = <data_dir>/control.sock).
@@ -120,6 +137,11 @@ func DefaultConfig() Config {
 			RequestBurst:    5,
 			RequestInterval: time.Minute,
 			RejectCooldown:  24 * time.Hour,
+		},
+		Names: NamesConfig{
+			RenewInterval:   24 * time.Hour,
+			RecheckInterval: 6 * time.Hour,
+			MaxRecordAge:    45 * 24 * time.Hour,
 		},
 		Presence:  PresenceConfig{IdleAway: 10 * time.Minute},
 		LogLevel:  "info",
@@ -178,6 +200,15 @@ func (c Config) Validate() error {
 	}
 	if c.Presence.IdleAway != 0 && c.Presence.IdleAway < time.Minute {
 		errs = append(errs, fmt.Errorf("presence.idle_away: %s is under 1m (0 turns it off)", c.Presence.IdleAway))
+	}
+	if c.Names.RenewInterval < time.Minute || c.Names.RenewInterval > 7*24*time.Hour {
+		errs = append(errs, fmt.Errorf("names.renew_interval: %s is outside 1m..168h", c.Names.RenewInterval))
+	}
+	if c.Names.RecheckInterval < time.Minute {
+		errs = append(errs, fmt.Errorf("names.recheck_interval: %s is under 1m", c.Names.RecheckInterval))
+	}
+	if c.Names.MaxRecordAge < 2*c.Names.RenewInterval {
+		errs = append(errs, fmt.Errorf("names.max_record_age: %s is under twice names.renew_interval (%s)", c.Names.MaxRecordAge, c.Names.RenewInterval))
 	}
 	if c.Control.TCPListen != "" {
 		ap, err := netip.ParseAddrPort(c.Control.TCPListen)

@@ -471,9 +471,10 @@ func (n *Node) contactStatus(ctx context.Context) ([]control.ContactStatus, erro
 	if err != nil {
 		return nil, err
 	}
+	warnings := n.nameWarnings(ctx)
 	out := make([]control.ContactStatus, 0, len(cs))
 	for _, c := range cs {
-		st := control.ContactStatus{PeerID: c.PeerID.String(), Name: c.Name, State: c.State, Path: control.PathNone}
+		st := control.ContactStatus{PeerID: c.PeerID.String(), Name: c.Name, State: c.State, Path: control.PathNone, Warning: warnings[c.PeerID]}
 		path, conn := n.pathTo(c.PeerID)
 		st.Path = path
 		st.Connected = path != control.PathNone

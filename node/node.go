@@ -102,6 +102,8 @@ type Node struct {
 	gater *blockGater
 	reqs  *requests
 	self  selfPresence
+	names *nameDir
+	profs *profiles
 	svcs  []interface{ Close() }
 	ready chan struct{} // closed once hole punching is armed (or we gave up waiting)
 
@@ -193,6 +195,8 @@ func New(ctx context.Context, cfg Config, key crypto.PrivKey, opts ...Option) (_
 	n.chat = newChatter(n)
 	n.goRun(n.chat.commitLoop)
 	n.startServices()
+	n.startProfile()
+	n.names = newNameDir()
 	n.goRun(n.idleLoop)
 
 	if n.api, err = n.startAPI(); err != nil {
@@ -202,6 +206,7 @@ func New(ctx context.Context, cfg Config, key crypto.PrivKey, opts ...Option) (_
 	for _, l := range n.rdvs {
 		n.goRun(func(ctx context.Context) { n.runRendezvous(ctx, l) })
 	}
+	n.goRun(n.namesLoop)
 	for _, c := range contacts {
 		if wantsLink(c.State) {
 			n.startContact(c.PeerID)

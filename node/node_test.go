@@ -146,7 +146,9 @@ func TestAPIContacts(t *testing.T) {
 	}{
 		{control.AddContactRequest{Target: otherID.String()}, http.StatusConflict, "already a contact"},
 		{control.AddContactRequest{Target: n.ID().String()}, http.StatusBadRequest, "own peer ID"},
-		{control.AddContactRequest{Target: "not-a-peer"}, http.StatusBadRequest, "neither a peer ID nor an invite"},
+		{control.AddContactRequest{Target: "not a peer!"}, http.StatusBadRequest, "neither a peer ID, an invite (natter:...) nor a directory name"},
+		// A valid directory name, but no rendezvous to ask.
+		{control.AddContactRequest{Target: "not-a-peer"}, http.StatusServiceUnavailable, "not connected to any rendezvous server"},
 		{control.AddContactRequest{Target: "natter:garbage"}, http.StatusBadRequest, "invalid invite"},
 		{control.AddContactRequest{Target: thirdID.String()[:10]}, http.StatusBadRequest, "neither"},
 	} {

@@ -256,6 +256,7 @@ func (r presenceReceiver) Presence(from peer.ID, _ network.Conn, p presence.Pres
 	if changed {
 		n.publish(control.Event{Type: control.EventPresence, PeerID: from.String(), Presence: p.State, StatusMessage: p.Message})
 	}
+	n.profileAnnounced(from, p.ProfileVersion)
 	if pushBack {
 		// They may have pushed before they could accept ours (a request
 		// just accepted): answer with ours.

@@ -31,6 +31,8 @@ type Config struct {
 	Registry RegistryConfig `mapstructure:"registry"`
 	// DHT configures the DHT the rendezvous servers form among themselves.
 	DHT DHTConfig `mapstructure:"dht"`
+	// Names configures the name directory.
+	Names NamesConfig `mapstructure:"names"`
 	// Connections are the connection manager's watermarks.
 	Connections ConnectionsConfig `mapstructure:"connections"`
 	// MetricsListen is the ip:port of the Prometheus endpoint (/metrics,
@@ -79,6 +81,25 @@ type DHTConfig struct {
 	Bootstrap []string `mapstructure:"bootstrap"`
 }
 
+// NamesConfig configures the name directory (/natter/names/1.0.0; see
+// protocols/names), kept in the server's database.
+type NamesConfig struct {
+	// Enabled serves the directory.
+	Enabled bool `mapstructure:"enabled"`
+	// InactiveRelease: a name its holder has not renewed for this long is
+	// released (nodes renew daily and on every connection).
+	InactiveRelease time.Duration `mapstructure:"inactive_release"`
+	// MaxPerPeer is the most names one peer may hold.
+	MaxPerPeer int `mapstructure:"max_per_peer"`
+	// MaxClockSkew: a signed register or release must have been signed
+	// within this much of the server's clock.
+	MaxClockSkew time.Duration `mapstructure:"max_clock_skew"`
+	// RequestBurst requests from one peer are answered at once, then one
+	// per RequestInterval; the excess is refused as rate-limited.
+	RequestBurst    int           `mapstructure:"request_burst"`
+	RequestInterval time.Duration `mapstructure:"request_interval"`
+}
+
 // ConnectionsConfig are the connection manager's watermarks: above
 // HighWater connections the least useful ones (no reservation, no open
 // circuit) are closed down to LowWater.
@@ -110,6 +131,14 @@ func DefaultConfig() Config {
 			MinTTL:     2 * time.Minute,
 			MaxTTL:     72 * time.Hour,
 			DefaultTTL: 2 * time.Hour,
+		},
+		Names: NamesConfig{
+			Enabled:         true,
+			InactiveRelease: 30 * 24 * time.Hour,
+			MaxPerPeer:      5,
+			MaxClockSkew:    10 * time.Minute,
+			RequestBurst:    20,
+			RequestInterval: 2 * time.Second,
 		},
 		DHT:         DHTConfig{Enabled: true},
 		Connections: ConnectionsConfig{LowWater: 8192, HighWater: 10240},
@@ -183,6 +212,23 @@ func (c Config) Validate() error {
 	}
 	if g.DefaultTTL < g.MinTTL || g.DefaultTTL > g.MaxTTL {
 		errs = append(errs, fmt.Errorf("registry.default_ttl: %s is outside registry.min_ttl..registry.max_ttl (%s..%s)", g.DefaultTTL, g.MinTTL, g.MaxTTL))
+	}
+	if nm := c.Names; nm.Enabled {
+		if nm.InactiveRelease < time.Minute {
+			errs = append(errs, fmt.Errorf("names.inactive_release: %s is under 1m", nm.InactiveRelease))
+		}
+		if nm.MaxPerPeer < 1 || nm.MaxPerPeer > 1000 {
+			errs = append(errs, fmt.Errorf("names.max_per_peer: %d is outside 1..1000", nm.MaxPerPeer))
+		}
+		if nm.MaxClockSkew < 10*time.Second || nm.MaxClockSkew > 24*time.Hour {
+			errs = append(errs, fmt.Errorf("names.max_clock_skew: %s is outside 10s..24h", nm.MaxClockSkew))
+		}
+		if nm.RequestBurst < 1 || nm.RequestBurst > 10000 {
+			errs = append(errs, fmt.Errorf("names.request_burst: %d is outside 1..10000", nm.RequestBurst))
+		}
+		if nm.RequestInterval <= 0 {
+			errs = append(errs, fmt.Errorf("names.request_interval: %s must be positive", nm.RequestInterval))
+		}
 	}
 	if _, err := c.BootstrapInfos(); err != nil {
 		errs = append(errs, err)

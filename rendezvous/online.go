@@ -16,6 +16,8 @@ import (
 // OnlinePeer is one connected peer as the server sees it.
 type OnlinePeer struct {
 	PeerID peer.ID `json:"peer_id"`
+	// Names are the directory names it holds (empty if none).
+	Names []string `json:"names"`
 	// Addrs are the addresses the peer registered (empty if it did not).
 	Addrs []ma.Multiaddr `json:"addrs"`
 	// RemoteAddrs are the remote ends of its current connections.
@@ -93,7 +95,10 @@ func (s *Server) Online() []OnlinePeer {
 		if len(conns) == 0 {
 			continue
 		}
-		op := OnlinePeer{PeerID: p, Addrs: []ma.Multiaddr{}}
+		op := OnlinePeer{PeerID: p, Addrs: []ma.Multiaddr{}, Names: s.namesOf(p)}
+		if op.Names == nil {
+			op.Names = []string{}
+		}
 		for _, c := range conns {
 			op.RemoteAddrs = append(op.RemoteAddrs, c.RemoteMultiaddr())
 			if opened := c.Stat().Opened; op.ConnectedSince.IsZero() || opened.Before(op.ConnectedSince) {

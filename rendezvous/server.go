@@ -31,6 +31,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/natterim/natter/internal/dirlock"
+	"github.com/natterim/natter/protocols/names"
 	rdvproto "github.com/natterim/natter/protocols/rendezvous"
 	"github.com/natterim/natter/protocols/wire"
 	"github.com/natterim/natter/rendezvous/store"
@@ -78,6 +79,7 @@ type Server struct {
 	relay    *relay.Relay
 	dht      *dht.IpfsDHT
 	rdv      *rdvproto.Service
+	names    *names.Service
 	notifiee network.Notifiee
 	metrics  *metrics
 
@@ -229,6 +231,10 @@ func New(ctx context.Context, cfg Config, opts ...Option) (_ *Server, err error)
 		rdvproto.WithEventHandler(s.onRegistryEvent))
 	if err != nil {
 		return nil, fmt.Errorf("start rendezvous registry: %w", err)
+	}
+
+	if err := s.startNames(); err != nil {
+		return nil, fmt.Errorf("start name directory: %w", err)
 	}
 
 	if cfg.DHT.Enabled {
@@ -433,6 +439,11 @@ func (s *Server) Close() error {
 		if s.rdv != nil {
 			if err := s.rdv.Close(); err != nil {
 				errs = append(errs, fmt.Errorf("close registry: %w", err))
+			}
+		}
+		if s.names != nil {
+			if err := s.names.Close(); err != nil {
+				errs = append(errs, fmt.Errorf("close name directory: %w", err))
 			}
 		}
 		if s.dht != nil {

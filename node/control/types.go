@@ -120,6 +120,9 @@ type ContactStatus struct {
 	// nothing). StatusMessage is theirs.
 	Presence      string `json:"presence"`
 	StatusMessage string `json:"status_message,omitempty"`
+	// Warning is set when the directory name the contact was added by
+	// now points to another key (natter keeps the contact's key).
+	Warning string `json:"warning,omitempty"`
 }
 
 // Contact is an entry of GET /v1/contacts.
@@ -137,6 +140,8 @@ type Contact struct {
 	Note string `json:"note,omitempty"`
 	// DirName is the directory name the contact was added by.
 	DirName string `json:"dir_name,omitempty"`
+	// Warning: see ContactStatus.Warning.
+	Warning string `json:"warning,omitempty"`
 }
 
 // AcceptRequest is POST /v1/contacts/{contact}/accept: Name optionally
@@ -158,7 +163,8 @@ type ReceiptsRequest struct {
 	Mode string `json:"mode"`
 }
 
-// AddContactRequest is POST /v1/contacts. Target is a peer ID or an invite.
+// AddContactRequest is POST /v1/contacts. Target is a peer ID, an invite
+// or a name registered in the rendezvous directory.
 type AddContactRequest struct {
 	Target string `json:"target"`
 	Name   string `json:"name,omitempty"`
@@ -307,4 +313,7 @@ type Event struct {
 	StatusMessage string `json:"status_message,omitempty"`
 	// AutoAway accompanies self events.
 	AutoAway bool `json:"auto_away,omitempty"`
+	// Warning accompanies key_change events; Version profile events.
+	Warning string `json:"warning,omitempty"`
+	Version uint64 `json:"version,omitempty"`
 }

@@ -77,6 +77,23 @@ var migrations = []string{
 		avatar_type TEXT NOT NULL DEFAULT '',
 		updated_at  INTEGER NOT NULL
 	);`,
+	// 4: the name directory. own_names are the names we registered (kept
+	// alive on every rendezvous); seq is the last signed sequence, so
+	// records keep growing even if the clock steps back. name_warnings
+	// holds, per contact added by name, what the directory says now when
+	// it no longer points to the contact's key.
+	`CREATE TABLE own_names (
+		name        TEXT PRIMARY KEY,
+		seq         INTEGER NOT NULL,
+		created_at  INTEGER NOT NULL
+	);
+	CREATE TABLE name_warnings (
+		peer_id     TEXT PRIMARY KEY REFERENCES contacts(peer_id) ON DELETE CASCADE,
+		dir_name    TEXT NOT NULL,
+		seen_peer   TEXT NOT NULL DEFAULT '',
+		warning     TEXT NOT NULL,
+		seen_at     INTEGER NOT NULL
+	);`,
 }
 
 // SchemaVersion is the version this natter writes.

@@ -34,7 +34,22 @@ var (
 
 // migrations is the schema history: migrations[i] takes the database from
 // version i to i+1. Never edit a released entry; append a new one.
-var migrations = []string{}
+var migrations = []string{
+	// 1: the name directory (names.go). skeleton is the look-alike key
+	// (names.Skeleton): one holder per skeleton. record is the holder's
+	// latest signed REGISTER record, handed out by lookups as it arrived.
+	`CREATE TABLE names (
+		skeleton    TEXT PRIMARY KEY,
+		name        TEXT NOT NULL,
+		peer_id     TEXT NOT NULL,
+		seq         INTEGER NOT NULL,
+		record      BLOB NOT NULL,
+		registered  INTEGER NOT NULL,
+		renewed     INTEGER NOT NULL
+	);
+	CREATE INDEX names_peer ON names(peer_id, renewed);
+	CREATE INDEX names_renewed ON names(renewed);`,
+}
 
 // SchemaVersion is the version this server writes.
 func SchemaVersion() int { return len(migrations) }

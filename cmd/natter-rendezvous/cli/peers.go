@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -20,8 +21,9 @@ func newPeersCmd(g *globals) *cobra.Command {
 		Use:   "peers [--json]",
 		Short: "List the peers online on the running server",
 		Long: `peers asks the server running on the data dir (over its admin socket) for
-the peers connected to it: registered address, relay reservation, last
-heartbeat, connection age and open relayed connections.`,
+the peers connected to it: the directory names each holds, its presence
+(online, stale, connected), address, relay reservation, last heartbeat,
+connection age and open relayed connections.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := g.loadConfig(cmd.Flags(), nil)
@@ -55,7 +57,7 @@ heartbeat, connection age and open relayed connections.`,
 
 func printPeers(g *globals, peers []rendezvous.OnlinePeer, now time.Time) {
 	tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "PEER\tPRESENCE\tADDR\tRESERVATION\tLAST HEARTBEAT\tCONNECTED\tCIRCUITS")
+	fmt.Fprintln(tw, "PEER\tNAMES\tPRESENCE\tADDR\tRESERVATION\tLAST HEARTBEAT\tCONNECTED\tCIRCUITS")
 	for _, p := range peers {
 		addr := "-"
 		// The address the peer connects from (its NAT's public side), as
@@ -73,7 +75,11 @@ func printPeers(g *globals, peers []rendezvous.OnlinePeer, now time.Time) {
 		if p.Reservation {
 			rsv = "until " + p.ReservationExpires.Local().Format("15:04")
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\n", p.PeerID, p.Presence, addr, rsv, ago(p.LastHeartbeat, now), ago(p.ConnectedSince, now), p.Circuits)
+		nms := "-"
+		if len(p.Names) > 0 {
+			nms = strings.Join(p.Names, ",")
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\n", p.PeerID, nms, p.Presence, addr, rsv, ago(p.LastHeartbeat, now), ago(p.ConnectedSince, now), p.Circuits)
 	}
 	tw.Flush()
 }

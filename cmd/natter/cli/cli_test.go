@@ -136,6 +136,6 @@ func TestDaemonAlreadyRunning(t *testing.T) {
 	require.Contains(t, out, n.ID().String())
 	require.Contains(t, out, "contacts: none yet")
 
-	code, _, errOut = run(t, "contacts", "add", "not-a-peer", "--data-dir", dir)
-	oneLineErr(t, code, errOut, 1, "neither a peer ID nor an invite")
+	code, _, errOut = run(t, "contacts", "add", "not a peer!", "--data-dir", dir)
+	oneLineErr(t, code, errOut, 1, "neither a peer ID, an invite")
 }

@@ -65,7 +65,12 @@ func newContactsCmd(g *globals) *cobra.Command {
 		Long: `add sends a friend request: the contact shows as pending_out until the
 other side runs natter contacts accept (then accepted) or reject (then it is
 gone). Until then nothing is exchanged but the request. If that peer had
-already asked you (pending_in), add accepts its request.`,
+already asked you (pending_in), add accepts its request.
+
+A name is looked up in the directory of every connected rendezvous server
+(see natter names); the servers must agree, and the answer is verified
+(signed by the key it names). The contact remembers the name: if it ever
+points to another key, natter warns and keeps the key you added.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, cancel := apiCtx(cmd)
@@ -194,7 +199,7 @@ func listContacts(cmd *cobra.Command, g *globals, asJSON bool) error {
 		return printJSON(g.stdout, cs)
 	}
 	if len(cs) == 0 {
-		fmt.Fprintln(g.stdout, "no contacts yet; add one with: natter contacts add <peerID|invite>")
+		fmt.Fprintln(g.stdout, "no contacts yet; add one with: natter contacts add <peerID|invite|name>")
 		return nil
 	}
 	tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
@@ -202,7 +207,15 @@ func listContacts(cmd *cobra.Command, g *globals, asJSON bool) error {
 	for _, c := range cs {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", orDash(c.Name), c.PeerID, c.State, c.AddedAt.Local().Format("2006-01-02 15:04"), orDash(c.Note))
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, c := range cs {
+		if c.Warning != "" {
+			fmt.Fprintf(g.stdout, "warning: %s: %s\n", label(c.Name, c.PeerID), c.Warning)
+		}
+	}
+	return nil
 }
 
 func newStatusCmd(g *globals) *cobra.Command {
@@ -281,7 +294,7 @@ func printStatus(w io.Writer, st control.Status) error {
 	}
 	fmt.Fprintln(w)
 	if len(st.Contacts) == 0 {
-		fmt.Fprintln(w, "contacts: none yet (natter contacts add <peerID|invite>)")
+		fmt.Fprintln(w, "contacts: none yet (natter contacts add <peerID|invite|name>)")
 		return nil
 	}
 	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
@@ -294,7 +307,15 @@ func printStatus(w io.Writer, st control.Status) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\n", orDash(c.Name), c.PeerID, c.State, pres, c.Path, orDash(c.RemoteAddr), fmtRTT(c.RTTMillis),
 			c.Unread, c.Queued, orDash(c.LastError))
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, c := range st.Contacts {
+		if c.Warning != "" {
+			fmt.Fprintf(w, "warning: %s: %s\n", label(c.Name, c.PeerID), c.Warning)
+		}
+	}
+	return nil
 }
 
 func newPingCmd(g *globals) *cobra.Command {

@@ -47,7 +47,7 @@ var commandHelp = [][2]string{
 	{"/reject", "reject the open contact's friend request"},
 	{"/search WORDS", "search all history (word* matches a prefix)"},
 	{"/status STATE [MSG]", "online, away, busy or invisible; MSG sets your status message, - clears it"},
-	{"/add ID|INVITE [NOTE]", "send a friend request, with an optional note"},
+	{"/add NAME|ID|INVITE [NOTE]", "send a friend request (a NAME is looked up in the directory), with an optional note"},
 	{"/help", "this help"},
 	{"/quit", "leave (Ctrl+C does too)"},
 	{"//text", "send a line that starts with /"},

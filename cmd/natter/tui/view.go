@@ -204,7 +204,7 @@ func (m *Model) welcomeLines(w int) []string {
 	if len(m.contacts) == 0 {
 		add("No contacts yet.")
 		add("")
-		add("Add one with /add followed by their peer ID or invite (they get a friend request); give them yours: natter id.")
+		add("Add one with /add followed by their name, peer ID or invite (they get a friend request); give them yours: natter id, or register a name: natter names register NAME.")
 		return out
 	}
 	add("No conversation open.")
@@ -420,7 +420,7 @@ func (m *Model) listLines(w, h int) []string {
 	}
 	out = append(out, m.st.bold.Render(fit(head, w)))
 	if len(m.contacts) == 0 {
-		for _, l := range wrap("none yet: /add ID|INVITE", max(w-1, 1)) {
+		for _, l := range wrap("none yet: /add NAME|ID|INVITE", max(w-1, 1)) {
 			out = append(out, m.st.dim.Render(fit(" "+l, w)))
 		}
 	}
