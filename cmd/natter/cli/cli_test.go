@@ -81,6 +81,8 @@ func TestBadInput(t *testing.T) {
 	}{
 		{"init without name", []string{"init", "--data-dir", missing, "--no-passphrase"}, 2, "--name is required"},
 		{"init without passphrase choice", []string{"init", "--data-dir", missing, "--name", "x"}, 2, "--no-passphrase"},
+		{"init with a control character in the name", []string{"init", "--data-dir", missing, "--name", "al\x1b[2Jice", "--no-passphrase"}, 2, "--name contains control characters"},
+		{"init with a long name", []string{"init", "--data-dir", missing, "--name", strings.Repeat("n", 65), "--no-passphrase"}, 2, "--name is longer than 64 bytes"},
 		{"unknown flag", []string{"status", "--bogus"}, 2, "unknown flag"},
 		{"extra arg", []string{"status", "extra", "--data-dir", dir}, 2, "unknown command"},
 		{"missing arg", []string{"ping", "--data-dir", dir}, 2, "accepts 1 arg"},

@@ -13,6 +13,7 @@ import (
 	"github.com/natterim/natter/node/identity"
 	"github.com/natterim/natter/node/invite"
 	"github.com/natterim/natter/node/store"
+	"github.com/natterim/natter/protocols/wire"
 )
 
 func newInitCmd(g *globals) *cobra.Command {
@@ -34,8 +35,10 @@ NATTER_PASSPHRASE environment variable or the terminal (asked twice);
 			if name == "" {
 				return usageError{errors.New("init: --name is required (the name your contacts see)")}
 			}
-			if len(name) > invite.MaxNameLen {
-				return usageError{fmt.Errorf("init: --name is longer than %d bytes", invite.MaxNameLen)}
+			// The name travels in invites, friend requests and the
+			// profile: it must pass the same check as theirs.
+			if err := wire.ValidateText("--name", name, invite.MaxNameLen); err != nil {
+				return usageError{fmt.Errorf("init: %s", strings.TrimSuffix(err.Error(), ": "+wire.ErrInvalid.Error()))}
 			}
 			var pass []byte
 			if !noPass {
