@@ -3,6 +3,7 @@ module github.com/natterim/natter
 go 1.26.8
 
 require (
+	filippo.io/edwards25519 v1.1.0
 	github.com/google/uuid v1.6.0
 	github.com/libp2p/go-libp2p v0.51.0
 	github.com/libp2p/go-libp2p-kad-dht v0.42.2
