@@ -122,10 +122,10 @@ func New(h host.Host, st Store, opts ...Option) (*Service, error) {
 		return nil, err
 	}
 	s := &Service{
-		h:    h,
-		st:   st,
-		cfg:  cfg,
-		lim:  wire.NewPeerLimiter(1/cfg.limits.DepositInterval.Seconds(), cfg.limits.DepositBurst),
+		h:       h,
+		st:      st,
+		cfg:     cfg,
+		lim:     wire.NewPeerLimiter(1/cfg.limits.DepositInterval.Seconds(), cfg.limits.DepositBurst),
 		ctrs:    ctrs,
 		streams: map[network.Stream]struct{}{},
 	}
