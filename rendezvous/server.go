@@ -78,6 +78,7 @@ type Server struct {
 	relay    *relay.Relay
 	dht      *dht.IpfsDHT
 	rdv      *rdvproto.Service
+	mbox     *mailboxState
 	notifiee network.Notifiee
 	metrics  *metrics
 
@@ -226,9 +227,12 @@ func New(ctx context.Context, cfg Config, opts ...Option) (_ *Server, err error)
 		rdvproto.WithLimits(limits),
 		rdvproto.WithLogger(s.log),
 		rdvproto.WithMetrics(wire.NewMetrics(s.reg)),
-		rdvproto.WithEventHandler(s.onRegistryEvent))
+		rdvproto.WithEventHandler(func(e rdvproto.Event) { s.onRegistryEvent(e); s.mailboxRegistered(e) }))
 	if err != nil {
 		return nil, fmt.Errorf("start rendezvous registry: %w", err)
+	}
+	if err := s.startMailbox(); err != nil {
+		return nil, err
 	}
 
 	if cfg.DHT.Enabled {
@@ -434,6 +438,9 @@ func (s *Server) Close() error {
 			if err := s.rdv.Close(); err != nil {
 				errs = append(errs, fmt.Errorf("close registry: %w", err))
 			}
+		}
+		if err := s.closeMailbox(); err != nil {
+			errs = append(errs, err)
 		}
 		if s.dht != nil {
 			if err := s.dht.Close(); err != nil {

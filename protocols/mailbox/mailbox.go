@@ -29,11 +29,11 @@ const (
 	// IDLen is the length of a deposit id.
 	IDLen = 16
 	// MaxFrameSize bounds one request or response frame, in bytes.
-	MaxFrameSize = 2 << 20
+	MaxFrameSize = 1 << 20
 	// MaxBoxSizeLimit is the largest Limits.MaxBoxSize a server may
 	// configure: a deposit of one such box, and a fetch response holding
 	// one, must fit in a frame.
-	MaxBoxSizeLimit = 1 << 20
+	MaxBoxSizeLimit = 512 << 10
 	// MaxItems is the most boxes in one deposit, and in one fetch
 	// response.
 	MaxItems = 256

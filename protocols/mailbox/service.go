@@ -180,6 +180,9 @@ func (s *Service) Count(op, result string) float64 { return counterValue(s.ctrs.
 // CountBoxes returns how many deposited boxes ended with result.
 func (s *Service) CountBoxes(result string) float64 { return counterValue(s.ctrs.deposits, result) }
 
+// CountExpired returns how many boxes expired since the service started.
+func (s *Service) CountExpired() float64 { return readCounter(s.ctrs.expired) }
+
 // GC runs one expiry pass now (the loop runs one every GCInterval).
 func (s *Service) GC(ctx context.Context) (ExpireStats, error) {
 	st, err := s.st.Expire(ctx, s.cfg.now(), s.cfg.limits)
