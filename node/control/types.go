@@ -214,9 +214,11 @@ type Message struct {
 	SentAt     time.Time `json:"sent_at"`
 	ReceivedAt time.Time `json:"received_at,omitzero"`
 	Status     string    `json:"status"`
-	// Via is how an outgoing message reached the contact: direct or
-	// relayed.
+	// Via is how an outgoing message reached the contact: direct,
+	// relayed or mailbox.
 	Via string `json:"via,omitempty"`
+	// Reason says why a failed message failed.
+	Reason string `json:"reason,omitempty"`
 }
 
 // SendRequest is POST /v1/contacts/{contact}/messages.
@@ -298,4 +300,6 @@ type Event struct {
 	Presence  string    `json:"presence,omitempty"`
 	// StatusMessage accompanies presence events.
 	StatusMessage string `json:"status_message,omitempty"`
+	// Reason accompanies status events to "failed".
+	Reason string `json:"reason,omitempty"`
 }
