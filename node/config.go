@@ -143,7 +143,7 @@ func DefaultConfig() Config {
 			RequestInterval: time.Minute,
 			RejectCooldown:  24 * time.Hour,
 		},
-		Presence:  PresenceConfig{IdleAway: 10 * time.Minute},
+		Presence: PresenceConfig{IdleAway: 10 * time.Minute},
 		Mailbox: MailboxConfig{
 			Enabled:        true,
 			After:          10 * time.Second,
