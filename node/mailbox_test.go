@@ -397,3 +397,24 @@ func TestMailboxDuplicateArrivals(t *testing.T) {
 		require.Equal(t, ids[i], m.ID)
 	}
 }
+
+func TestMailboxConfigValidate(t *testing.T) {
+	for _, tc := range []struct {
+		key  string
+		edit func(*MailboxConfig)
+	}{
+		{"mailbox.after", func(m *MailboxConfig) { m.After = 0 }},
+		{"mailbox.after", func(m *MailboxConfig) { m.After = 2 * time.Hour }},
+		{"mailbox.poll", func(m *MailboxConfig) { m.Poll = time.Millisecond }},
+		{"mailbox.status_interval", func(m *MailboxConfig) { m.StatusInterval = 0 }},
+		{"mailbox.token_ttl", func(m *MailboxConfig) { m.TokenTTL = time.Minute }},
+	} {
+		t.Run(tc.key, func(t *testing.T) {
+			c := DefaultConfig()
+			c.DataDir = "/x"
+			require.NoError(t, c.Validate())
+			tc.edit(&c.Mailbox)
+			require.ErrorContains(t, c.Validate(), tc.key+":")
+		})
+	}
+}
