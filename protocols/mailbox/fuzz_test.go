@@ -145,8 +145,8 @@ func FuzzResponse(f *testing.F) {
 	})
 }
 
-// FuzzToken feeds untrusted bytes to the token parser (the rendezvous
-// parses every deposit's token; nodes parse pushed tokens).
+// FuzzToken feeds untrusted bytes to the token parsers: the rendezvous
+// parses every deposit's token; nodes read pushed tokens (a TokenPush frame).
 func FuzzToken(f *testing.F) {
 	bobKey, _ := fuzzKey(f, 2)
 	_, alice := fuzzKey(f, 1)
@@ -157,7 +157,19 @@ func FuzzToken(f *testing.F) {
 	f.Add(tok)
 	f.Add(tok[:len(tok)-1])
 	f.Add([]byte{})
+	var push bytes.Buffer
+	if err := wire.WriteMsg(&push, &pb.TokenPush{Token: tok}, tokenFrameSize); err != nil {
+		f.Fatal(err)
+	}
+	f.Add(push.Bytes())
 	f.Fuzz(func(t *testing.T, data []byte) {
+		// What a node reads from a token stream: one TokenPush frame.
+		var m pb.TokenPush
+		if err := wire.ReadMsg(bytes.NewReader(data), &m, tokenFrameSize); err == nil {
+			if _, err := VerifyToken(m.GetToken(), "", "", time.Unix(0, 0)); err == nil || !errors.Is(err, ErrBadToken) {
+				t.Fatalf("a token pushed for no one was accepted or refused oddly: %v", err)
+			}
+		}
 		tk, err := ParseToken(data)
 		if err != nil {
 			if !errors.Is(err, ErrBadToken) {
