@@ -391,31 +391,33 @@ func (m *mailer) depositFor(ctx context.Context, p peer.ID) error {
 	if len(servers) == 0 {
 		return errNoServer
 	}
+	// A server that cannot take the boxes (no mailbox for p there, full,
+	// unreachable, no mailbox service) hands over to the next one; a bad
+	// token is bad everywhere.
 	var lastErr error
 	for _, srv := range servers {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
 		if err := m.connectServer(ctx, srv.ai); err != nil {
 			lastErr = err
 			continue
 		}
 		err := m.depositAt(ctx, p, tok, srv)
-		var re *mailbox.RefusedError
-		if errors.As(err, &re) {
-			switch re.Code {
-			case mailbox.CodeUnknownRecipient:
-				lastErr = fmt.Errorf("rendezvous %s: %w", srv.ai.ID.ShortString(), err)
-				continue
-			case mailbox.CodeBadToken:
-				// Ours is stale (or the server's clock is off): wait for a
-				// fresh one, which comes on our next connection.
-				_ = m.n.store.DropToken(ctx, p)
-			}
-		}
 		if err == nil {
 			m.mu.Lock()
 			m.contact(p).server = srv.ai.ID
 			m.mu.Unlock()
+			return nil
 		}
-		return err
+		var re *mailbox.RefusedError
+		if errors.As(err, &re) && re.Code == mailbox.CodeBadToken {
+			// Ours is stale (or the server's clock is off): wait for a
+			// fresh one, which comes on our next connection.
+			_ = m.n.store.DropToken(ctx, p)
+			return err
+		}
+		lastErr = fmt.Errorf("rendezvous %s: %w", srv.ai.ID.ShortString(), err)
 	}
 	return lastErr
 }

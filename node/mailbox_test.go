@@ -418,3 +418,39 @@ func TestMailboxConfigValidate(t *testing.T) {
 		})
 	}
 }
+
+// TestMailboxFindsTheRecipientsServer: alice uses two rendezvous servers,
+// bob only the second; her deposit, refused by the first (bob has no
+// mailbox there), lands on the second.
+func TestMailboxFindsTheRecipientsServer(t *testing.T) {
+	ctx := context.Background()
+	one, two := startMini(t), startMini(t)
+	cfgA := mailConfig(t, append(p2pAddrs(one.h), p2pAddrs(two.h)...))
+	cfgB := mailConfig(t, p2pAddrs(two.h))
+	skB, err := identity.Generate()
+	require.NoError(t, err)
+	a := newTestNode(t, cfgA, "alice")
+	b := startTestNode(t, cfgB, skB, "bob")
+	befriend(t, a, "alice", b, "bob")
+	waitToken(t, a, b)
+	require.Eventually(t, func() bool {
+		mb, err := apiClient(b).Mailbox(ctx)
+		return err == nil && !mb.Servers[0].LastDrain.IsZero()
+	}, 10*time.Second, 20*time.Millisecond, "bob has opened his mailbox on the second server")
+	require.NoError(t, b.Close())
+	require.Eventually(t, func() bool { p, _ := a.pathTo(b.ID()); return p == control.PathNone }, 10*time.Second, 20*time.Millisecond)
+	_, err = apiClient(a).Send(ctx, "bob", control.SendRequest{Text: "which one?"})
+	require.NoError(t, err)
+	waitStatuses(t, a, "bob", control.StatusStored)
+	require.Equal(t, 1.0, one.svc.CountBoxes("unknown_recipient"))
+	require.Equal(t, 1.0, two.svc.CountBoxes("ok"))
+	mb, err := apiClient(a).Mailbox(ctx)
+	require.NoError(t, err)
+	require.Equal(t, two.h.ID().String(), mb.Contacts[0].Server)
+
+	b = restart(t, cfgB, skB, a.ID(), cfgA)
+	require.Eventually(t, func() bool {
+		h, err := apiClient(b).History(ctx, "alice", "", 10)
+		return err == nil && len(h) == 1 && h[0].Text == "which one?"
+	}, 30*time.Second, 50*time.Millisecond)
+}
