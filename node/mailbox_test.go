@@ -69,6 +69,16 @@ func waitToken(t *testing.T, n, from *Node) {
 	}, 20*time.Second, 20*time.Millisecond, "%s never got a deposit token from %s", n.ID().ShortString(), from.ID().ShortString())
 }
 
+// waitOpened waits until n has emptied its mailbox on its (first)
+// rendezvous once: from then on it has one there.
+func waitOpened(t *testing.T, n *Node) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		mb, err := apiClient(n).Mailbox(context.Background())
+		return err == nil && len(mb.Servers) > 0 && !mb.Servers[0].LastDrain.IsZero()
+	}, 10*time.Second, 20*time.Millisecond, "%s never opened its mailbox", n.ID().ShortString())
+}
+
 func waitStatuses(t *testing.T, n *Node, contact string, want ...string) []control.Message {
 	t.Helper()
 	var h []control.Message
@@ -149,6 +159,8 @@ func TestMailboxOfflineDelivery(t *testing.T) {
 	befriend(t, a, "alice", b, "bob")
 	waitToken(t, a, b)
 	waitToken(t, b, a)
+	waitOpened(t, a)
+	waitOpened(t, b)
 
 	require.NoError(t, b.Close())
 	require.Eventually(t, func() bool { p, _ := a.pathTo(b.ID()); return p == control.PathNone }, 10*time.Second, 20*time.Millisecond)
@@ -297,10 +309,7 @@ func TestMailboxExpiryAndRefusal(t *testing.T) {
 	befriend(t, a, "alice", b, "bob")
 	waitToken(t, a, b)
 	waitToken(t, b, a)
-	require.Eventually(t, func() bool {
-		_, _, err := mailbox.NewClient(b.Host(), 0).Fetch(ctx, mini.h.ID(), 0, 1)
-		return err == nil
-	}, 10*time.Second, 20*time.Millisecond)
+	waitOpened(t, b)
 
 	require.NoError(t, b.Close())
 	require.Eventually(t, func() bool { p, _ := a.pathTo(b.ID()); return p == control.PathNone }, 10*time.Second, 20*time.Millisecond)
@@ -372,6 +381,7 @@ func TestMailboxDuplicateArrivals(t *testing.T) {
 	b := startTestNode(t, cfgB, skB, "bob")
 	befriend(t, a, "alice", b, "bob")
 	waitToken(t, a, b)
+	waitOpened(t, b)
 
 	require.NoError(t, b.Close())
 	require.Eventually(t, func() bool { p, _ := a.pathTo(b.ID()); return p == control.PathNone }, 10*time.Second, 20*time.Millisecond)
@@ -433,10 +443,7 @@ func TestMailboxFindsTheRecipientsServer(t *testing.T) {
 	b := startTestNode(t, cfgB, skB, "bob")
 	befriend(t, a, "alice", b, "bob")
 	waitToken(t, a, b)
-	require.Eventually(t, func() bool {
-		mb, err := apiClient(b).Mailbox(ctx)
-		return err == nil && !mb.Servers[0].LastDrain.IsZero()
-	}, 10*time.Second, 20*time.Millisecond, "bob has opened his mailbox on the second server")
+	waitOpened(t, b)
 	require.NoError(t, b.Close())
 	require.Eventually(t, func() bool { p, _ := a.pathTo(b.ID()); return p == control.PathNone }, 10*time.Second, 20*time.Millisecond)
 	_, err = apiClient(a).Send(ctx, "bob", control.SendRequest{Text: "which one?"})

@@ -124,6 +124,12 @@ func TestMailboxOffline(t *testing.T) {
 	befriend(t, alice, bob)
 	waitToken(t, alice, bob)
 	waitToken(t, bob, alice)
+	for _, n := range []*nodeProc{alice, bob} {
+		waitFor(t, directWithin, n.name+" to open its mailbox", func() bool {
+			mb := n.mailbox(t)
+			return len(mb.Servers) == 1 && !mb.Servers[0].LastDrain.IsZero()
+		})
+	}
 
 	if err := bob.proc.Stop(); err != nil {
 		t.Fatalf("stop bob: %v", err)
