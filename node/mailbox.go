@@ -238,7 +238,13 @@ func (r tokenReceiver) Token(ctx context.Context, from peer.ID, t mailbox.Token)
 		return err
 	}
 	r.n.log.Debug("deposit token received", "peer", from.ShortString(), "expires", t.Expires.Format(time.RFC3339))
-	r.n.mail.kick()
+	m := r.n.mail
+	m.mu.Lock()
+	c := m.contact(from)
+	c.bo.reset()
+	c.next = time.Time{} // a deposit waiting for a token may go now
+	m.mu.Unlock()
+	m.kick()
 	return nil
 }
 
