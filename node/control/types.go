@@ -186,7 +186,9 @@ const (
 )
 
 // Message statuses. Outgoing messages go queued -> sent -> delivered ->
-// read; incoming ones are delivered, then read once marked read.
+// read (or, for a contact that is offline, queued -> stored -> delivered:
+// see StatusStored and StatusFailed in mailbox.go); incoming ones are
+// delivered, then read once marked read.
 const (
 	StatusQueued    = "queued"
 	StatusSent      = "sent"
@@ -268,8 +270,9 @@ const (
 	// EventMessage: a message entered the history (Message): received,
 	// or sent by any client of this daemon.
 	EventMessage = "message"
-	// EventStatus: our messages IDs moved to Status (sent, delivered,
-	// read); Path says how they travelled when delivered.
+	// EventStatus: our messages IDs moved to Status (sent, stored,
+	// delivered, read, failed); Path says how they travelled when
+	// delivered (direct, relayed, mailbox); Reason says why they failed.
 	EventStatus = "status"
 	// EventTyping: the contact PeerID started or stopped typing (Typing).
 	EventTyping = "typing"
