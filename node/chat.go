@@ -470,7 +470,8 @@ func toWire(e store.OutboxEntry) *pb.Message {
 func (c *chatter) Allow(ctx context.Context, p peer.ID) bool { return c.n.isAccepted(ctx, p) }
 
 // Receive implements chat.Receiver: one durable transaction per batch, then
-// events for the clients.
+// events for the clients. The offline mailbox (mailbox.go) hands it the
+// messages it takes from our mailbox too, with a nil conn.
 func (c *chatter) Receive(ctx context.Context, from peer.ID, conn network.Conn, msgs []*pb.Message) error {
 	ins := make([]store.Incoming, 0, len(msgs))
 	var typing *bool
