@@ -1,6 +1,7 @@
 package node
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -65,6 +66,7 @@ type chatter struct {
 type delivery struct {
 	status store.Status
 	via    string
+	reason string
 }
 
 // outbox is one contact's deliverer state.
@@ -344,12 +346,16 @@ func (c *chatter) deliver(ctx context.Context, ob *outbox) error {
 			}
 			b := inFlight{}
 			msgs := make([]*pb.Message, 0, len(entries))
+			var fresh []chat.MsgID // not stored in a mailbox: now "sent"
 			for _, e := range entries {
 				msgs = append(msgs, toWire(e))
 				b.ids = append(b.ids, e.ID)
 				b.durable = append(b.durable, e.ID)
 				if store.IsHistory(e.Kind) {
 					b.history = append(b.history, e.ID)
+					if !e.Stored {
+						fresh = append(fresh, e.ID)
+					}
 				}
 			}
 			if err := st.Send(msgs); err != nil {
@@ -357,7 +363,7 @@ func (c *chatter) deliver(ctx context.Context, ob *outbox) error {
 			}
 			cursor = entries[len(entries)-1].Seq
 			ob.markSent(b.history)
-			c.publishStatus(p, b.history, control.StatusSent, "")
+			c.publishStatus(p, fresh, control.StatusSent, "")
 			flight = append(flight, b)
 		}
 		if draining && len(flight) == 0 {
@@ -464,7 +470,8 @@ func toWire(e store.OutboxEntry) *pb.Message {
 func (c *chatter) Allow(ctx context.Context, p peer.ID) bool { return c.n.isAccepted(ctx, p) }
 
 // Receive implements chat.Receiver: one durable transaction per batch, then
-// events for the clients.
+// events for the clients. The offline mailbox (mailbox.go) hands it the
+// messages it takes from our mailbox too, with a nil conn.
 func (c *chatter) Receive(ctx context.Context, from peer.ID, conn network.Conn, msgs []*pb.Message) error {
 	ins := make([]store.Incoming, 0, len(msgs))
 	var typing *bool
@@ -532,26 +539,31 @@ func (c *chatter) applyChanges(p peer.ID, changes []store.StatusChange, via stri
 	if len(changes) == 0 {
 		return
 	}
-	byStatus := map[store.Status][]chat.MsgID{}
-	for _, ch := range changes {
-		byStatus[ch.Status] = append(byStatus[ch.Status], ch.ID)
+	type key struct {
+		st          store.Status
+		via, reason string
 	}
-	for st, ids := range byStatus {
-		c.publishStatus(p, ids, st.String(), via)
+	byStatus := map[key][]chat.MsgID{}
+	for _, ch := range changes {
+		k := key{ch.Status, cmp.Or(ch.Via, via), ch.Reason}
+		byStatus[k] = append(byStatus[k], ch.ID)
+	}
+	for k, ids := range byStatus {
+		c.publishStatus(p, ids, k.st.String(), k.via, k.reason)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, ch := range changes {
 		for _, w := range c.waiters[ch.ID] {
 			select {
-			case w <- delivery{status: ch.Status, via: via}:
+			case w <- delivery{status: ch.Status, via: cmp.Or(ch.Via, via), reason: ch.Reason}:
 			default:
 			}
 		}
 	}
 }
 
-func (c *chatter) publishStatus(p peer.ID, ids []chat.MsgID, status, via string) {
+func (c *chatter) publishStatus(p peer.ID, ids []chat.MsgID, status, via string, reason ...string) {
 	if len(ids) == 0 {
 		return
 	}
@@ -559,7 +571,11 @@ func (c *chatter) publishStatus(p peer.ID, ids []chat.MsgID, status, via string)
 	for i, id := range ids {
 		ss[i] = id.String()
 	}
-	c.n.publish(control.Event{Type: control.EventStatus, PeerID: p.String(), IDs: ss, Status: status, Path: via})
+	e := control.Event{Type: control.EventStatus, PeerID: p.String(), IDs: ss, Status: status, Path: via}
+	if len(reason) > 0 {
+		e.Reason = reason[0]
+	}
+	c.n.publish(e)
 }
 
 // waitFor registers interest in the status changes of id; cancel must be
@@ -585,7 +601,7 @@ func (c *chatter) waitFor(id chat.MsgID) (<-chan delivery, func()) {
 func (c *chatter) toAPI(m store.Message, name string) control.Message {
 	out := control.Message{
 		ID: m.ID.String(), PeerID: m.Peer.String(), Contact: name, Kind: m.Kind, Text: m.Text,
-		Seq: m.Seq, SentAt: m.SentAt, ReceivedAt: m.ReceivedAt, Status: m.Status.String(), Via: m.Via,
+		Seq: m.Seq, SentAt: m.SentAt, ReceivedAt: m.ReceivedAt, Status: m.Status.String(), Via: m.Via, Reason: m.Reason,
 	}
 	if m.Outgoing {
 		out.Direction, out.From = "out", c.n.host.ID().String()

@@ -38,8 +38,9 @@ func canChat(c store.Contact) error {
 }
 
 // Send queues a text or nudge for a contact and returns once it is
-// durable in the outbox (or, with req.Wait, once it is delivered or the
-// wait is over; it stays queued either way).
+// durable in the outbox (or, with req.Wait, once it is delivered, or
+// failed, or the wait is over: it stays queued, or stored in the contact's
+// mailbox, and natter keeps trying).
 func (n *Node) Send(ctx context.Context, ref string, req control.SendRequest) (control.Message, error) {
 	n.touch()
 	c, err := n.findContactRef(ctx, ref)
@@ -104,6 +105,12 @@ func (n *Node) Send(ctx context.Context, ref string, req control.SendRequest) (c
 				}
 				return out, nil
 			}
+			if d.status == store.StatusFailed {
+				out.Status, out.Reason = d.status.String(), d.reason
+				return out, nil
+			}
+			// Stored in the contact's mailbox: keep waiting for the
+			// delivered receipt until the wait is over.
 		case <-timer.C:
 			return n.reload(ctx, out), nil
 		case <-ctx.Done():

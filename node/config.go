@@ -53,6 +53,8 @@ type Config struct {
 	Presence PresenceConfig `mapstructure:"presence"`
 	// Names configures the name directory on the rendezvous servers.
 	Names NamesConfig `mapstructure:"names"`
+	// Mailbox configures offline delivery through the rendezvous.
+	Mailbox MailboxConfig `mapstructure:"mailbox"`
 	// Control configures the control API.
 	Control ControlConfig `mapstructure:"control"`
 	// LogLevel is debug, info, warn or error; LogFormat text or json.
@@ -104,6 +106,26 @@ type NamesConfig struct {
 	MaxRecordAge time.Duration `mapstructure:"max_record_age"`
 }
 
+// MailboxConfig configures offline delivery: messages for a contact that
+// is offline are sealed into its mailbox on the rendezvous, and our own
+// mailbox is drained whenever we are connected to one.
+type MailboxConfig struct {
+	// Enabled turns offline delivery on (both depositing and draining).
+	Enabled bool `mapstructure:"enabled"`
+	// After is how long a message for a contact we have no link with
+	// waits in the outbox before it is sealed into the contact's mailbox.
+	After time.Duration `mapstructure:"after"`
+	// Poll is how often our mailboxes are drained while we are connected
+	// to their rendezvous (also at once on every connection).
+	Poll time.Duration `mapstructure:"poll"`
+	// StatusInterval is how often we ask the rendezvous what became of
+	// messages we deposited (fetched, expired).
+	StatusInterval time.Duration `mapstructure:"status_interval"`
+	// TokenTTL is the lifetime of the deposit tokens we give our contacts
+	// (renewed whenever we connect to them).
+	TokenTTL time.Duration `mapstructure:"token_ttl"`
+}
+
 // ControlConfig configures the control API.
 type ControlConfig struct {
 	// Socket is the unix socket path ("" = <data_dir>/control.sock).
@@ -143,7 +165,14 @@ func DefaultConfig() Config {
 			RecheckInterval: 6 * time.Hour,
 			MaxRecordAge:    45 * 24 * time.Hour,
 		},
-		Presence:  PresenceConfig{IdleAway: 10 * time.Minute},
+		Presence: PresenceConfig{IdleAway: 10 * time.Minute},
+		Mailbox: MailboxConfig{
+			Enabled:        true,
+			After:          10 * time.Second,
+			Poll:           time.Minute,
+			StatusInterval: 5 * time.Minute,
+			TokenTTL:       30 * 24 * time.Hour,
+		},
 		LogLevel:  "info",
 		LogFormat: "text",
 	}
@@ -210,6 +239,7 @@ func (c Config) Validate() error {
 	if c.Names.MaxRecordAge < 2*c.Names.RenewInterval {
 		errs = append(errs, fmt.Errorf("names.max_record_age: %s is under twice names.renew_interval (%s)", c.Names.MaxRecordAge, c.Names.RenewInterval))
 	}
+	errs = append(errs, c.Mailbox.validate()...)
 	if c.Control.TCPListen != "" {
 		ap, err := netip.ParseAddrPort(c.Control.TCPListen)
 		if err != nil {
@@ -295,4 +325,21 @@ func transportName(a ma.Multiaddr) string {
 		return "tcp"
 	}
 	return "other"
+}
+
+func (m MailboxConfig) validate() []error {
+	var errs []error
+	if m.After < time.Second || m.After > time.Hour {
+		errs = append(errs, fmt.Errorf("mailbox.after: %s is outside 1s..1h", m.After))
+	}
+	if m.Poll < time.Second || m.Poll > time.Hour {
+		errs = append(errs, fmt.Errorf("mailbox.poll: %s is outside 1s..1h", m.Poll))
+	}
+	if m.StatusInterval < time.Second || m.StatusInterval > 24*time.Hour {
+		errs = append(errs, fmt.Errorf("mailbox.status_interval: %s is outside 1s..24h", m.StatusInterval))
+	}
+	if m.TokenTTL < time.Hour || m.TokenTTL > 365*24*time.Hour {
+		errs = append(errs, fmt.Errorf("mailbox.token_ttl: %s is outside 1h..8760h", m.TokenTTL))
+	}
+	return errs
 }

@@ -226,6 +226,7 @@ func (n *Node) runContact(ctx context.Context, l *contactLink) {
 				continue
 			}
 			n.retryRequest(ctx, l)
+			n.retryToken(p)
 			rtt, _, err := n.pingPeer(ctx, p)
 			if err != nil {
 				misses++
@@ -270,7 +271,7 @@ func (n *Node) updatePath(ctx context.Context, l *contactLink) string {
 			n.publish(control.Event{Type: control.EventPresence, PeerID: l.id.String(), Name: name, Presence: control.PresenceOffline})
 		case old == control.PathNone:
 			// A connection opened: tell the contact our presence, or
-			// deliver our friend request.
+			// deliver our friend request; renew its deposit token.
 			l.mu.Lock()
 			l.lastRequest = time.Now()
 			l.mu.Unlock()
@@ -278,6 +279,7 @@ func (n *Node) updatePath(ctx context.Context, l *contactLink) string {
 			n.goRun(func(ctx context.Context) {
 				n.pushPresence(ctx, p)
 				n.sendRequest(ctx, p)
+				n.pushToken(ctx, p)
 			})
 		}
 	}

@@ -99,6 +99,7 @@ type Node struct {
 	rdvs  []*rdvLink
 	links *contactLinks
 	chat  *chatter
+	mail  *mailer
 	gater *blockGater
 	reqs  *requests
 	self  selfPresence
@@ -197,6 +198,7 @@ func New(ctx context.Context, cfg Config, key crypto.PrivKey, opts ...Option) (_
 	n.startServices()
 	n.startProfile()
 	n.names = newNameDir()
+	n.startMailbox(o.reg)
 	n.goRun(n.idleLoop)
 
 	if n.api, err = n.startAPI(); err != nil {

@@ -178,7 +178,10 @@ func (n *Node) setAccepted(ctx context.Context, c store.Contact) error {
 	n.publish(control.Event{Type: control.EventContact, PeerID: c.PeerID.String(), Name: c.Name, State: store.StateAccepted})
 	n.startContact(c.PeerID)
 	p := c.PeerID
-	n.goRun(func(ctx context.Context) { n.pushPresence(ctx, p) })
+	n.goRun(func(ctx context.Context) {
+		n.pushPresence(ctx, p)
+		n.pushToken(ctx, p)
+	})
 	return nil
 }
 

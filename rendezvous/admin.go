@@ -47,6 +47,7 @@ func (s *Server) serveAdmin() error {
 	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, s.Status())
 	})
+	s.mailboxRoutes(mux)
 	s.admin = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	s.wg.Add(1)
 	go func() {

@@ -11,6 +11,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 	manet "github.com/multiformats/go-multiaddr/net"
+
+	"github.com/natterim/natter/protocols/mailbox"
 )
 
 // Config is everything a rendezvous server can be told. Field tags are the
@@ -35,6 +37,8 @@ type Config struct {
 	Names NamesConfig `mapstructure:"names"`
 	// Connections are the connection manager's watermarks.
 	Connections ConnectionsConfig `mapstructure:"connections"`
+	// Mailbox bounds the offline mailboxes (protocols/mailbox).
+	Mailbox MailboxConfig `mapstructure:"mailbox"`
 	// MetricsListen is the ip:port of the Prometheus endpoint (/metrics,
 	// /healthz); empty means off.
 	MetricsListen string `mapstructure:"metrics_listen"`
@@ -108,6 +112,34 @@ type ConnectionsConfig struct {
 	HighWater int `mapstructure:"high_water"`
 }
 
+// MailboxConfig bounds the offline mailboxes: sealed boxes kept for
+// offline nodes until they fetch them (see protocols/mailbox).
+type MailboxConfig struct {
+	// Enabled serves /natter/mailbox/1.0.0.
+	Enabled bool `mapstructure:"enabled"`
+	// MaxMessages and MaxBytes bound one recipient's mailbox.
+	MaxMessages int   `mapstructure:"max_messages"`
+	MaxBytes    int64 `mapstructure:"max_bytes"`
+	// MaxTotalBytes bounds all mailboxes together.
+	MaxTotalBytes int64 `mapstructure:"max_total_bytes"`
+	// MaxMessageSize is the largest sealed box accepted, in bytes.
+	MaxMessageSize int `mapstructure:"max_message_size"`
+	// MaxAge is how long a box waits for its recipient before it is
+	// dropped (its sender learns it expired).
+	MaxAge time.Duration `mapstructure:"max_age"`
+	// DepositBurst boxes may be deposited by one sender at once, then one
+	// per DepositInterval.
+	DepositBurst    int           `mapstructure:"deposit_burst"`
+	DepositInterval time.Duration `mapstructure:"deposit_interval"`
+	// FateTTL is how long senders can still learn what became of a box
+	// that left its mailbox (and how long its id is refused as a replay).
+	FateTTL time.Duration `mapstructure:"fate_ttl"`
+	// OwnerTTL: an empty mailbox whose owner was not seen for this long is
+	// forgotten (deposits for it are then refused as for an unknown
+	// recipient).
+	OwnerTTL time.Duration `mapstructure:"owner_ttl"`
+}
+
 // DefaultConfig returns the built-in defaults. DataDir is left empty: the
 // command line chooses it.
 func DefaultConfig() Config {
@@ -142,8 +174,20 @@ func DefaultConfig() Config {
 		},
 		DHT:         DHTConfig{Enabled: true},
 		Connections: ConnectionsConfig{LowWater: 8192, HighWater: 10240},
-		LogLevel:    "info",
-		LogFormat:   "text",
+		Mailbox: MailboxConfig{
+			Enabled:         true,
+			MaxMessages:     1000,
+			MaxBytes:        16 << 20,
+			MaxTotalBytes:   4 << 30,
+			MaxMessageSize:  96 << 10,
+			MaxAge:          7 * 24 * time.Hour,
+			DepositBurst:    200,
+			DepositInterval: time.Second,
+			FateTTL:         14 * 24 * time.Hour,
+			OwnerTTL:        90 * 24 * time.Hour,
+		},
+		LogLevel:  "info",
+		LogFormat: "text",
 	}
 }
 
@@ -236,6 +280,7 @@ func (c Config) Validate() error {
 	if c.Connections.LowWater < 1 || c.Connections.HighWater <= c.Connections.LowWater {
 		errs = append(errs, fmt.Errorf("connections.high_water: %d must be above connections.low_water (%d), which must be at least 1", c.Connections.HighWater, c.Connections.LowWater))
 	}
+	errs = append(errs, c.Mailbox.validate()...)
 	if c.MetricsListen != "" {
 		if _, err := netip.ParseAddrPort(c.MetricsListen); err != nil {
 			errs = append(errs, fmt.Errorf("metrics_listen: %q is not ip:port: %v", c.MetricsListen, err))
@@ -303,4 +348,47 @@ func transportOf(a ma.Multiaddr) string {
 		return "tcp"
 	}
 	return ""
+}
+
+func (m MailboxConfig) validate() []error {
+	var errs []error
+	if m.MaxMessageSize < 1<<10 || m.MaxMessageSize > mailbox.MaxBoxSizeLimit {
+		errs = append(errs, fmt.Errorf("mailbox.max_message_size: %d is outside 1024..%d", m.MaxMessageSize, mailbox.MaxBoxSizeLimit))
+	}
+	if m.MaxMessages < 1 {
+		errs = append(errs, fmt.Errorf("mailbox.max_messages: %d must be at least 1", m.MaxMessages))
+	}
+	if m.MaxBytes < int64(m.MaxMessageSize) {
+		errs = append(errs, fmt.Errorf("mailbox.max_bytes: %d is below mailbox.max_message_size (%d)", m.MaxBytes, m.MaxMessageSize))
+	}
+	if m.MaxTotalBytes < m.MaxBytes {
+		errs = append(errs, fmt.Errorf("mailbox.max_total_bytes: %d is below mailbox.max_bytes (%d)", m.MaxTotalBytes, m.MaxBytes))
+	}
+	if m.MaxAge < time.Minute {
+		errs = append(errs, fmt.Errorf("mailbox.max_age: %s is under 1m", m.MaxAge))
+	}
+	if m.DepositBurst < 1 {
+		errs = append(errs, fmt.Errorf("mailbox.deposit_burst: %d must be at least 1", m.DepositBurst))
+	}
+	if m.DepositInterval <= 0 {
+		errs = append(errs, fmt.Errorf("mailbox.deposit_interval: %s must be positive", m.DepositInterval))
+	}
+	if m.FateTTL < time.Minute {
+		errs = append(errs, fmt.Errorf("mailbox.fate_ttl: %s is under 1m", m.FateTTL))
+	}
+	if m.OwnerTTL < time.Minute {
+		errs = append(errs, fmt.Errorf("mailbox.owner_ttl: %s is under 1m", m.OwnerTTL))
+	}
+	return errs
+}
+
+// Limits turns the mailbox config into the service's limits.
+func (m MailboxConfig) Limits() mailbox.Limits {
+	l := mailbox.DefaultLimits()
+	l.MaxBoxSize = m.MaxMessageSize
+	l.MaxMessages, l.MaxBytes, l.MaxTotalBytes = m.MaxMessages, m.MaxBytes, m.MaxTotalBytes
+	l.MaxAge = m.MaxAge
+	l.DepositBurst, l.DepositInterval = m.DepositBurst, m.DepositInterval
+	l.FateTTL, l.OwnerTTL = m.FateTTL, m.OwnerTTL
+	return l
 }

@@ -17,6 +17,9 @@
 //	                its addresses, its contacts look it up
 //	kad-dht         server mode, prefix /natter: peer routing among several
 //	                rendezvous servers; never the public IPFS DHT
+//	mailbox         offline mailboxes (protocols/mailbox): sealed boxes for
+//	                nodes that are offline, kept in rendezvous.db until
+//	                their owner fetches them; unreadable to the server
 //
 // Flow for two nodes A and B behind NAT:
 //
@@ -33,11 +36,13 @@
 //
 // Data dir (0700): identity.key (the server's Ed25519 key, libp2p-
 // marshalled, unencrypted, 0600: a public server must start unattended),
-// server.lock (flock: one server per data dir), admin.sock (HTTP+JSON admin
-// API, 0600: GET /v1/peers, GET /v1/status; see AdminClient).
+// server.lock (flock: one server per data dir), rendezvous.db (the
+// mailboxes; rendezvous/store), admin.sock (HTTP+JSON admin API, 0600: GET
+// /v1/peers, GET /v1/status, GET /v1/mailboxes; see AdminClient).
 //
 // Metrics (Prometheus, off unless metrics_listen is set): libp2p's own, and
 // natter_rendezvous_{online_peers,reservations,registrations} gauges and
-// connection, reservation, circuit and heartbeat counters; /healthz says
-// "ok" while the host listens.
+// connection, reservation, circuit and heartbeat counters, the mailbox's
+// natter_mailbox_* counters and gauges; /healthz says "ok" while the host
+// listens.
 package rendezvous

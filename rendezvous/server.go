@@ -80,6 +80,7 @@ type Server struct {
 	dht      *dht.IpfsDHT
 	rdv      *rdvproto.Service
 	names    *names.Service
+	mbox     *mailboxState
 	notifiee network.Notifiee
 	metrics  *metrics
 
@@ -228,9 +229,12 @@ func New(ctx context.Context, cfg Config, opts ...Option) (_ *Server, err error)
 		rdvproto.WithLimits(limits),
 		rdvproto.WithLogger(s.log),
 		rdvproto.WithMetrics(wire.NewMetrics(s.reg)),
-		rdvproto.WithEventHandler(s.onRegistryEvent))
+		rdvproto.WithEventHandler(func(e rdvproto.Event) { s.onRegistryEvent(e); s.mailboxRegistered(e) }))
 	if err != nil {
 		return nil, fmt.Errorf("start rendezvous registry: %w", err)
+	}
+	if err := s.startMailbox(); err != nil {
+		return nil, err
 	}
 
 	if err := s.startNames(); err != nil {
@@ -445,6 +449,9 @@ func (s *Server) Close() error {
 			if err := s.names.Close(); err != nil {
 				errs = append(errs, fmt.Errorf("close name directory: %w", err))
 			}
+		}
+		if err := s.closeMailbox(); err != nil {
+			errs = append(errs, err)
 		}
 		if s.dht != nil {
 			if err := s.dht.Close(); err != nil {

@@ -192,7 +192,9 @@ const (
 )
 
 // Message statuses. Outgoing messages go queued -> sent -> delivered ->
-// read; incoming ones are delivered, then read once marked read.
+// read (or, for a contact that is offline, queued -> stored -> delivered:
+// see StatusStored and StatusFailed in mailbox.go); incoming ones are
+// delivered, then read once marked read.
 const (
 	StatusQueued    = "queued"
 	StatusSent      = "sent"
@@ -220,9 +222,11 @@ type Message struct {
 	SentAt     time.Time `json:"sent_at"`
 	ReceivedAt time.Time `json:"received_at,omitzero"`
 	Status     string    `json:"status"`
-	// Via is how an outgoing message reached the contact: direct or
-	// relayed.
+	// Via is how an outgoing message reached the contact: direct,
+	// relayed or mailbox.
 	Via string `json:"via,omitempty"`
+	// Reason says why a failed message failed.
+	Reason string `json:"reason,omitempty"`
 }
 
 // SendRequest is POST /v1/contacts/{contact}/messages.
@@ -272,8 +276,9 @@ const (
 	// EventMessage: a message entered the history (Message): received,
 	// or sent by any client of this daemon.
 	EventMessage = "message"
-	// EventStatus: our messages IDs moved to Status (sent, delivered,
-	// read); Path says how they travelled when delivered.
+	// EventStatus: our messages IDs moved to Status (sent, stored,
+	// delivered, read, failed); Path says how they travelled when
+	// delivered (direct, relayed, mailbox); Reason says why they failed.
 	EventStatus = "status"
 	// EventTyping: the contact PeerID started or stopped typing (Typing).
 	EventTyping = "typing"
@@ -316,4 +321,6 @@ type Event struct {
 	// Warning accompanies key_change events; Version profile events.
 	Warning string `json:"warning,omitempty"`
 	Version uint64 `json:"version,omitempty"`
+	// Reason accompanies status events to "failed".
+	Reason string `json:"reason,omitempty"`
 }

@@ -30,16 +30,25 @@ func IsHistory(kind string) bool { return kind == KindText || kind == KindNudge 
 // to an earlier status is ignored.
 //
 // Outgoing: queued (in the outbox) -> sent (written to a stream, not yet
-// acknowledged; the node knows this, the database does not) -> delivered
-// (the contact's node stored it) -> read (the contact marked it read).
+// acknowledged; the node knows this, the database does not) -> stored
+// (sealed in the contact's mailbox on a rendezvous: the contact was
+// offline) -> delivered (the contact's node stored it) -> read (the
+// contact marked it read). Failed is terminal for natter's own efforts: a
+// stored message the mailbox dropped before the contact fetched it (or the
+// contact's node refused); it left the outbox and natter no longer tries.
+// It is numbered below queued so that proof of delivery arriving after all
+// (an ack or a receipt) still moves it to delivered or read.
 // Incoming: delivered (we stored it) -> read (we marked it read).
 type Status int
 
-// Status values; the numbers are stored. 2 is kept for "stored in a
-// mailbox" (offline delivery).
+// Status values; the numbers are stored. 2 (stored) was reserved for the
+// offline mailbox since the chat schema (migration 2), so no row holds it
+// from before; failed (-1) is new with the mailbox (migration 4).
 const (
+	StatusFailed    Status = -1
 	StatusQueued    Status = 0
 	StatusSent      Status = 1
+	StatusStored    Status = 2
 	StatusDelivered Status = 3
 	StatusRead      Status = 4
 )
@@ -50,6 +59,10 @@ func (s Status) String() string {
 		return "queued"
 	case StatusSent:
 		return "sent"
+	case StatusStored:
+		return "stored"
+	case StatusFailed:
+		return "failed"
 	case StatusDelivered:
 		return "delivered"
 	case StatusRead:
@@ -73,9 +86,11 @@ type Message struct {
 	ReceivedAt time.Time
 	Status     Status
 	StatusAt   time.Time
-	// Via is how an outgoing message reached the contact (direct or
-	// relayed), once delivered.
+	// Via is how an outgoing message reached the contact (direct,
+	// relayed or mailbox), once delivered.
 	Via string
+	// Reason says why a failed message failed.
+	Reason string
 }
 
 // NewOutgoing is a message to queue for a contact.
@@ -92,6 +107,9 @@ type NewOutgoing struct {
 type OutboxEntry struct {
 	NewOutgoing
 	Seq uint64
+	// Stored is true once it is sealed in the contact's mailbox (it stays
+	// in the outbox until the contact has it).
+	Stored bool
 }
 
 // Incoming is one validated message received from a contact.
@@ -108,6 +126,11 @@ type Incoming struct {
 type StatusChange struct {
 	ID     chat.MsgID
 	Status Status
+	// Via is how it travelled, when the change says so (a receipt for a
+	// message stored in a mailbox: "mailbox").
+	Via string
+	// Reason, for StatusFailed.
+	Reason string
 }
 
 // Received is what StoreIncoming did.
@@ -162,8 +185,9 @@ func enqueueTx(ctx context.Context, tx *sql.Tx, msgs []NewOutgoing) ([]OutboxEnt
 // Outbox returns up to limit queued messages for p with a sequence number
 // above afterSeq, in order.
 func (s *Store) Outbox(ctx context.Context, p peer.ID, afterSeq uint64, limit int) ([]OutboxEntry, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT id, seq, kind, text, refs, sent_at FROM outbox
-		WHERE peer_id = ? AND seq > ? ORDER BY seq LIMIT ?`, p.String(), afterSeq, limit)
+	rows, err := s.db.QueryContext(ctx, `SELECT o.id, o.seq, o.kind, o.text, o.refs, o.sent_at, d.msg_id IS NOT NULL FROM outbox o
+		LEFT JOIN mailbox_deposits d ON d.msg_id = o.id AND d.state >= ?
+		WHERE o.peer_id = ? AND o.seq > ? ORDER BY o.seq LIMIT ?`, depositStored, p.String(), afterSeq, limit)
 	if err != nil {
 		return nil, fmt.Errorf("read outbox: %w", classify(err))
 	}
@@ -176,7 +200,7 @@ func (s *Store) Outbox(ctx context.Context, p peer.ID, afterSeq uint64, limit in
 			refs []byte
 			sent int64
 		)
-		if err := rows.Scan(&id, &e.Seq, &e.Kind, &e.Text, &refs, &sent); err != nil {
+		if err := rows.Scan(&id, &e.Seq, &e.Kind, &e.Text, &refs, &sent, &e.Stored); err != nil {
 			return nil, fmt.Errorf("read outbox: %w", classify(err))
 		}
 		if len(id) != chat.IDLen {
@@ -221,7 +245,7 @@ func (s *Store) Acked(ctx context.Context, p peer.ID, ids []chat.MsgID, via stri
 			return err
 		}
 		defer del.Close()
-		upd, err := tx.PrepareContext(ctx, `UPDATE messages SET status = ?, status_at = ?, via = ?
+		upd, err := tx.PrepareContext(ctx, `UPDATE messages SET status = ?, status_at = ?, via = ?, reason = ''
 			WHERE id = ? AND peer_id = ? AND outgoing = 1 AND status < ? RETURNING id`)
 		if err != nil {
 			return err
@@ -261,8 +285,12 @@ func (s *Store) StoreIncoming(ctx context.Context, from peer.ID, in []Incoming) 
 			return err
 		}
 		defer ins.Close()
-		upd, err := tx.PrepareContext(ctx, `UPDATE messages SET status = ?, status_at = ?
-			WHERE id = ? AND peer_id = ? AND outgoing = 1 AND status < ? RETURNING id`)
+		// A receipt for a message stored in a mailbox says it reached the
+		// contact through the mailbox (receipts are only ever sent for
+		// messages that arrived without a stream to acknowledge them on).
+		upd, err := tx.PrepareContext(ctx, `UPDATE messages SET status = ?, status_at = ?,
+			via = CASE WHEN status = ? AND via = '' THEN 'mailbox' ELSE via END, reason = ''
+			WHERE id = ? AND peer_id = ? AND outgoing = 1 AND status < ? RETURNING via`)
 		if err != nil {
 			return err
 		}
@@ -300,13 +328,15 @@ func (s *Store) StoreIncoming(ctx context.Context, from peer.ID, in []Incoming) 
 					if _, err := del.ExecContext(ctx, ref[:], from.String()); err != nil {
 						return err
 					}
-					ok, err := returnsRow(upd.QueryContext(ctx, st, now.UnixMilli(), ref[:], from.String(), st))
+					var via string
+					err := upd.QueryRowContext(ctx, st, now.UnixMilli(), StatusStored, ref[:], from.String(), st).Scan(&via)
+					if errors.Is(err, sql.ErrNoRows) {
+						continue
+					}
 					if err != nil {
 						return err
 					}
-					if ok {
-						res.Changed = append(res.Changed, StatusChange{ID: ref, Status: st})
-					}
+					res.Changed = append(res.Changed, StatusChange{ID: ref, Status: st, Via: via})
 				}
 			}
 		}
@@ -368,7 +398,7 @@ func (s *Store) MarkRead(ctx context.Context, p peer.ID, receipts bool) ([]chat.
 	return ids, outs, nil
 }
 
-const messageCols = `pos, id, peer_id, outgoing, kind, text, seq, sent_at, received_at, status, status_at, via`
+const messageCols = `pos, id, peer_id, outgoing, kind, text, seq, sent_at, received_at, status, status_at, via, reason`
 
 // History returns up to limit messages of the conversation with p, oldest
 // first, ending just before the message before (or at the newest if before
@@ -512,7 +542,7 @@ func scanMessages(rows *sql.Rows) ([]Message, error) {
 			sent, recv, statusAt int64
 			outgoing             bool
 		)
-		if err := rows.Scan(&m.Pos, &id, &pid, &outgoing, &m.Kind, &m.Text, &m.Seq, &sent, &recv, &m.Status, &statusAt, &m.Via); err != nil {
+		if err := rows.Scan(&m.Pos, &id, &pid, &outgoing, &m.Kind, &m.Text, &m.Seq, &sent, &recv, &m.Status, &statusAt, &m.Via, &m.Reason); err != nil {
 			return nil, fmt.Errorf("read message: %w", classify(err))
 		}
 		if len(id) != chat.IDLen {

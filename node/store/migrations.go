@@ -94,6 +94,33 @@ var migrations = []string{
 		warning     TEXT NOT NULL,
 		seen_at     INTEGER NOT NULL
 	);`,
+	// 5: offline delivery (node/store/mailbox.go). messages gain the
+	// reason a failed message failed (status -1; 2, stored, was reserved
+	// since version 2, so no row needs rewriting). mailbox_tokens are the
+	// deposit tokens contacts gave us (one per contact, the latest).
+	// mailbox_deposits are outbox entries sealed into a contact's mailbox
+	// on a rendezvous: state 0 while the deposit is in flight (its id is
+	// reused on retry), 1 once stored, 2 once the contact fetched it; it
+	// goes with its outbox entry.
+	`ALTER TABLE messages ADD COLUMN reason TEXT NOT NULL DEFAULT '';
+	CREATE TABLE mailbox_tokens (
+		peer_id     TEXT PRIMARY KEY,
+		token       BLOB NOT NULL,
+		expires_at  INTEGER NOT NULL,
+		received_at INTEGER NOT NULL
+	);
+	CREATE TABLE mailbox_deposits (
+		msg_id      BLOB PRIMARY KEY REFERENCES outbox(id) ON DELETE CASCADE,
+		peer_id     TEXT NOT NULL,
+		deposit_id  BLOB NOT NULL UNIQUE,
+		server      TEXT NOT NULL,
+		addrs       TEXT NOT NULL DEFAULT '',
+		state       INTEGER NOT NULL,
+		created_at  INTEGER NOT NULL,
+		stored_at   INTEGER NOT NULL DEFAULT 0,
+		checked_at  INTEGER NOT NULL DEFAULT 0
+	);
+	CREATE INDEX mailbox_deposits_check ON mailbox_deposits(state, checked_at);`,
 }
 
 // SchemaVersion is the version this natter writes.

@@ -27,7 +27,11 @@ func NewPeerLimiter(perSecond float64, burst int) *PeerLimiter {
 }
 
 // Allow takes one token from p's bucket and reports whether there was one.
-func (l *PeerLimiter) Allow(p peer.ID) bool {
+func (l *PeerLimiter) Allow(p peer.ID) bool { return l.AllowN(p, 1) }
+
+// AllowN takes n tokens from p's bucket if it holds that many, and reports
+// whether it did (a request for more than the burst is never allowed).
+func (l *PeerLimiter) AllowN(p peer.ID, n int) bool {
 	now := time.Now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -44,5 +48,5 @@ func (l *PeerLimiter) Allow(p peer.ID) bool {
 		b = rate.NewLimiter(l.limit, l.burst)
 		l.m[p] = b
 	}
-	return b.AllowN(now, 1)
+	return b.AllowN(now, n)
 }

@@ -49,6 +49,40 @@ var migrations = []string{
 	);
 	CREATE INDEX names_peer ON names(peer_id, renewed);
 	CREATE INDEX names_renewed ON names(renewed);`,
+	// 2: offline mailboxes (protocols/mailbox; queries in mailbox.go).
+	// mailbox_owners are the peers that have a mailbox here (they
+	// registered or fetched), with the count and bytes of the boxes they
+	// hold. mailbox_boxes holds every deposit: its sealed box while it is
+	// in the mailbox, then (box NULL) its fate until fates expire. seq is
+	// the mailbox position (AUTOINCREMENT: never reused). mailbox_totals
+	// is one row: all boxes held.
+	`CREATE TABLE mailbox_owners (
+		peer_id  TEXT PRIMARY KEY,
+		seen_at  INTEGER NOT NULL,
+		count    INTEGER NOT NULL DEFAULT 0,
+		bytes    INTEGER NOT NULL DEFAULT 0
+	);
+	CREATE TABLE mailbox_boxes (
+		seq          INTEGER PRIMARY KEY AUTOINCREMENT,
+		id           BLOB NOT NULL UNIQUE,
+		owner        TEXT NOT NULL,
+		sender       TEXT NOT NULL,
+		size         INTEGER NOT NULL,
+		box          BLOB,
+		deposited_at INTEGER NOT NULL,
+		state        INTEGER NOT NULL,
+		state_at     INTEGER NOT NULL,
+		fetched      INTEGER NOT NULL DEFAULT 0
+	);
+	CREATE INDEX mailbox_boxes_owner ON mailbox_boxes(owner, seq) WHERE box IS NOT NULL;
+	CREATE INDEX mailbox_boxes_age ON mailbox_boxes(deposited_at) WHERE box IS NOT NULL;
+	CREATE INDEX mailbox_boxes_gone ON mailbox_boxes(state_at) WHERE box IS NULL;
+	CREATE TABLE mailbox_totals (
+		id     INTEGER PRIMARY KEY CHECK (id = 1),
+		count  INTEGER NOT NULL,
+		bytes  INTEGER NOT NULL
+	);
+	INSERT INTO mailbox_totals (id, count, bytes) VALUES (1, 0, 0);`,
 }
 
 // SchemaVersion is the version this server writes.

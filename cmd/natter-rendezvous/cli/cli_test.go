@@ -107,6 +107,7 @@ func TestBadInput(t *testing.T) {
 	badYAML := writeFile(t, "listen: [\n")
 	typo := writeFile(t, "relay:\n  max_reservation: 10\n")
 	badValue := writeFile(t, "relay:\n  reservation_ttl: soon\n")
+	badMailbox := writeFile(t, "mailbox:\n  max_message_size: 99999999\n")
 	missing := filepath.Join(t.TempDir(), "missing.yaml")
 	for _, tc := range []struct {
 		name string
@@ -131,6 +132,8 @@ func TestBadInput(t *testing.T) {
 		{"peers without server", []string{"peers", "--data-dir", dir}, 1,
 			"no natter-rendezvous is running on data dir " + dir + " (start it with: natter-rendezvous run --data-dir " + dir + ")"},
 		{"peers on missing data dir", []string{"peers", "--data-dir", filepath.Join(dir, "nope")}, 1, "no natter-rendezvous is running on data dir"},
+		{"mailboxes without server", []string{"mailboxes", "--data-dir", dir}, 1, "no natter-rendezvous is running on data dir " + dir},
+		{"bad mailbox limit", []string{"run", "--data-dir", dir, "--config", badMailbox}, 1, "mailbox.max_message_size:"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			code, _, errOut := run(t, tc.args...)
@@ -194,6 +197,17 @@ func TestRunPeersAndShutdown(t *testing.T) {
 	var peers []rendezvous.OnlinePeer
 	require.NoError(t, json.Unmarshal([]byte(js), &peers))
 	require.Empty(t, peers)
+
+	code, mtable, e := run(t, "mailboxes", "--data-dir", dir)
+	require.Equal(t, 0, code, e)
+	require.True(t, strings.HasPrefix(mtable, "0 mailboxes, 0 boxes waiting, 0 B"), mtable)
+	code, js, e = run(t, "mailboxes", "--data-dir", dir, "--json")
+	require.Equal(t, 0, code, e)
+	var rep rendezvous.MailboxReport
+	require.NoError(t, json.Unmarshal([]byte(js), &rep))
+	require.True(t, rep.Enabled)
+	require.Equal(t, 1000, rep.Limits.MaxMessages)
+	require.Equal(t, "168h0m0s", rep.Limits.MaxAge)
 
 	// A second server on the same data dir refuses to start.
 	code, _, e = run(t, "run", "--data-dir", dir, "--listen", "/ip4/127.0.0.1/tcp/0")

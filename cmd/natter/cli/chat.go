@@ -30,8 +30,13 @@ message is safely on disk: natter delivers it when the contact is reachable,
 direct or through the relay, and keeps trying across restarts.
 
 With --wait it waits until the contact's node has stored the message and
-prints how it travelled (direct or relayed); if that does not happen within
---timeout the message stays queued and send exits with status 1.`,
+prints how it travelled (direct, relayed, or mailbox: the contact was
+offline and took it from its mailbox on the rendezvous); if that does not
+happen within --timeout, send exits with status 1 and says where the
+message is: still queued, or stored in the contact's mailbox (offline
+delivery: it is delivered when the contact comes back). Either way natter
+keeps trying. A message that failed (it expired in the mailbox) also exits
+with status 1, with the reason.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			text, err := messageText(cmd.InOrStdin(), args[1:])
@@ -81,6 +86,12 @@ func reportSent(g *globals, m control.Message, wait bool, timeout time.Duration)
 	case control.StatusDelivered, control.StatusRead:
 		fmt.Fprintf(g.stdout, "%s %s (%s)\n", m.ID, m.Status, orDash(m.Via))
 		return nil
+	case control.StatusFailed:
+		fmt.Fprintln(g.stdout, m.ID)
+		return fmt.Errorf("not delivered: %s", orDash(m.Reason))
+	case control.StatusStored:
+		fmt.Fprintln(g.stdout, m.ID)
+		return fmt.Errorf("not delivered within %s: the contact is offline; the message is stored in its mailbox on the rendezvous and is delivered when it comes back", timeout)
 	}
 	fmt.Fprintln(g.stdout, m.ID)
 	return fmt.Errorf("not delivered within %s (%s); it stays queued and natter keeps trying", timeout, m.Status)
@@ -151,9 +162,10 @@ func newHistoryCmd(g *globals) *cobra.Command {
 just before the message --before ID), oldest first.
 
 With --json it prints a list of objects whose keys id, from, text, sent_at
-and status (queued, sent, delivered, read) are a stable contract, plus
-peer_id, contact, direction (in/out), kind (text/nudge), seq, received_at
-and via (direct/relayed).`,
+and status (queued, sent, stored, delivered, read, failed) are a stable
+contract, plus peer_id, contact, direction (in/out), kind (text/nudge),
+seq, received_at, via (direct/relayed/mailbox) and reason (why a failed
+message failed).`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if limit < 1 || limit > 10000 {
@@ -306,6 +318,9 @@ func printMessages(w io.Writer, ms []control.Message, withContact bool) {
 			status = "  [" + m.Status
 			if m.Via != "" {
 				status += ", " + m.Via
+			}
+			if m.Reason != "" {
+				status += ": " + sanitize(m.Reason)
 			}
 			status += "]"
 		}

@@ -100,6 +100,7 @@ back to the rendezvous relay when no direct link is possible.`,
 		newExportCmd(g),
 		newImportCmd(g),
 		newChatCmd(g),
+		newMailboxCmd(g),
 	)
 	// Unknown subcommands and wrong argument counts are usage errors.
 	for _, c := range root.Commands() {
