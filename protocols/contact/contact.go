@@ -194,20 +194,10 @@ func Send(ctx context.Context, h host.Host, p peer.ID, req Request) (Response, e
 	if dl, ok := ctx.Deadline(); ok {
 		_ = st.SetDeadline(dl)
 	}
-	if err := wire.WriteMsg(st, &pb.Request{Kind: req.Kind, Note: req.Note, Name: req.Name}, MaxFrameSize); err != nil {
-		st.Reset()
-		return Response{}, err
-	}
-	if err := st.CloseWrite(); err != nil {
-		st.Reset()
-		return Response{}, err
-	}
 	var resp pb.Response
-	if err := wire.ReadMsg(st, &resp, MaxFrameSize); err != nil {
-		st.Reset()
-		return Response{}, fmt.Errorf("read contact response: %w", err)
+	if err := wire.RoundTrip(st, &pb.Request{Kind: req.Kind, Note: req.Note, Name: req.Name}, MaxFrameSize, &resp, MaxFrameSize); err != nil {
+		return Response{}, fmt.Errorf("contact request: %w", err)
 	}
-	_ = st.Close()
 	if err := validateResponse(&resp); err != nil {
 		return Response{}, err
 	}

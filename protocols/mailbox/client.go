@@ -59,20 +59,10 @@ func (c *Client) exchange(ctx context.Context, server peer.ID, req *pb.Request) 
 	if dl, ok := ctx.Deadline(); ok {
 		_ = st.SetDeadline(dl)
 	}
-	if err := wire.WriteMsg(st, req, MaxFrameSize); err != nil {
-		st.Reset()
-		return nil, err
-	}
-	if err := st.CloseWrite(); err != nil {
-		st.Reset()
-		return nil, err
-	}
 	var resp pb.Response
-	if err := wire.ReadMsg(st, &resp, MaxFrameSize); err != nil {
-		st.Reset()
-		return nil, fmt.Errorf("read mailbox response: %w", err)
+	if err := wire.RoundTrip(st, req, MaxFrameSize, &resp, MaxFrameSize); err != nil {
+		return nil, fmt.Errorf("mailbox request: %w", err)
 	}
-	_ = st.Close()
 	if err := checkResponse(&resp); err != nil {
 		return nil, err
 	}

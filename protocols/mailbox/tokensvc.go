@@ -91,18 +91,8 @@ func PushToken(ctx context.Context, h host.Host, to peer.ID, token []byte) error
 	if dl, ok := ctx.Deadline(); ok {
 		_ = st.SetDeadline(dl)
 	}
-	if err := wire.WriteMsg(st, &pb.TokenPush{Token: token}, tokenFrameSize); err != nil {
-		st.Reset()
-		return err
+	if err := wire.RoundTrip(st, &pb.TokenPush{Token: token}, tokenFrameSize, &pb.TokenAck{}, tokenFrameSize); err != nil {
+		return fmt.Errorf("token push: %w", err)
 	}
-	if err := st.CloseWrite(); err != nil {
-		st.Reset()
-		return err
-	}
-	var ack pb.TokenAck
-	if err := wire.ReadMsg(st, &ack, tokenFrameSize); err != nil {
-		st.Reset()
-		return fmt.Errorf("token ack: %w", err)
-	}
-	return st.Close()
+	return nil
 }

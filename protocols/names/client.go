@@ -181,20 +181,10 @@ func exchange(ctx context.Context, h host.Host, server peer.ID, req *pb.Request)
 	if dl, ok := ctx.Deadline(); ok {
 		_ = st.SetDeadline(dl)
 	}
-	if err := wire.WriteMsg(st, req, MaxFrameSize); err != nil {
-		st.Reset()
-		return nil, err
-	}
-	if err := st.CloseWrite(); err != nil {
-		st.Reset()
+	var resp pb.Response
+	if err := wire.RoundTrip(st, req, MaxFrameSize, &resp, MaxFrameSize); err != nil {
 		return nil, fmt.Errorf("names request: %w", err)
 	}
-	var resp pb.Response
-	if err := wire.ReadMsg(st, &resp, MaxFrameSize); err != nil {
-		st.Reset()
-		return nil, fmt.Errorf("names response: %w", err)
-	}
-	_ = st.Close()
 	if err := validateResponse(&resp); err != nil {
 		return nil, err
 	}

@@ -182,18 +182,8 @@ func Push(ctx context.Context, h host.Host, to peer.ID, p Presence) error {
 	if dl, ok := ctx.Deadline(); ok {
 		_ = st.SetDeadline(dl)
 	}
-	if err := wire.WriteMsg(st, toWire(p), MaxFrameSize); err != nil {
-		st.Reset()
-		return err
+	if err := wire.RoundTrip(st, toWire(p), MaxFrameSize, &pb.Ack{}, MaxFrameSize); err != nil {
+		return fmt.Errorf("presence push: %w", err)
 	}
-	if err := st.CloseWrite(); err != nil {
-		st.Reset()
-		return err
-	}
-	var ack pb.Ack
-	if err := wire.ReadMsg(st, &ack, MaxFrameSize); err != nil {
-		st.Reset()
-		return fmt.Errorf("presence ack: %w", err)
-	}
-	return st.Close()
+	return nil
 }

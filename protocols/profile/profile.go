@@ -199,24 +199,13 @@ func Fetch(ctx context.Context, h host.Host, p peer.ID) (Profile, error) {
 		return Profile{}, fmt.Errorf("reserve memory: %w", err)
 	}
 	defer st.Scope().ReleaseMemory(MaxFrameSize)
-	if err := wire.WriteMsg(st, &pb.Request{}, maxRequestSize); err != nil {
-		st.Reset()
-		return Profile{}, err
-	}
-	if err := st.CloseWrite(); err != nil {
-		st.Reset()
-		return Profile{}, fmt.Errorf("profile request: %w", err)
-	}
 	var m pb.Profile
-	if err := wire.ReadMsg(st, &m, MaxFrameSize); err != nil {
-		st.Reset()
-		return Profile{}, fmt.Errorf("read profile: %w", err)
+	if err := wire.RoundTrip(st, &pb.Request{}, maxRequestSize, &m, MaxFrameSize); err != nil {
+		return Profile{}, fmt.Errorf("profile request: %w", err)
 	}
 	prof, err := fromWire(&m)
 	if err != nil {
-		st.Reset()
 		return Profile{}, fmt.Errorf("profile of %s: %w", p.ShortString(), err)
 	}
-	_ = st.Close()
 	return prof, nil
 }

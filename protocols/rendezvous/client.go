@@ -183,9 +183,9 @@ func (c *Client) roundTrip(ctx context.Context, server peer.ID, req *pb.Message,
 	if err := wire.WriteMsg(s, req, maxClientRequest); err != nil {
 		return nil, err
 	}
-	if err := s.CloseWrite(); err != nil {
-		return nil, fmt.Errorf("close write: %w", err)
-	}
+	// A server that answered and closed may have cancelled our send side
+	// already (QUIC): the answer, read next, is what counts.
+	_ = s.CloseWrite()
 	var resp pb.Message
 	if want < 0 {
 		if err := wire.ReadMsg(s, &resp, maxResponseSize); !errors.Is(err, io.EOF) {

@@ -12,6 +12,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+	"google.golang.org/protobuf/proto"
 )
 
 // Handler is the protocol-specific part of a stream handler. It returns a
@@ -159,4 +160,27 @@ func (m *Metrics) Count(p, r string) float64 {
 		return 0
 	}
 	return d.Counter.GetValue()
+}
+
+// RoundTrip is the client side of a one-request, one-response stream: it
+// writes req (at most reqMax bytes), half-closes, reads resp (at most
+// respMax bytes) and closes the stream; on any error it resets the stream.
+//
+// The half-close may fail although the exchange worked: a server that has
+// read the request, answered and closed its side makes QUIC cancel our
+// send stream, and a CloseWrite that comes after that reports "close
+// called for canceled stream". The answer is what counts, so that error is
+// ignored; a stream that really broke fails the read.
+func RoundTrip(st network.Stream, req proto.Message, reqMax int, resp proto.Message, respMax int) error {
+	if err := WriteMsg(st, req, reqMax); err != nil {
+		st.Reset()
+		return err
+	}
+	_ = st.CloseWrite()
+	if err := ReadMsg(st, resp, respMax); err != nil {
+		st.Reset()
+		return fmt.Errorf("read response: %w", err)
+	}
+	_ = st.Close()
+	return nil
 }
