@@ -351,6 +351,28 @@ func (r *Router) RestoreWAN() {
 	r.lab.t.Helper()
 	r.lab.mustIP(r.lab.inet, "link set "+r.port+" up")
 	r.lab.mustIP(r.ns, "route replace default via "+bridgeIP+" dev wan")
+	// The link is only back once the router's side has its carrier
+	// again. Neighbours that went unanswered during the outage are FAILED
+	// entries, which answer "no route to host" for a while: forget them,
+	// on the router and wherever the router's address was asked for.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		out, err := exec.Command("ip", "-n", r.ns, "-o", "link", "show", "wan").Output()
+		if err == nil && bytes.Contains(out, []byte("LOWER_UP")) {
+			break
+		}
+		if time.Now().After(deadline) {
+			r.lab.t.Fatalf("lab: %s: WAN link has no carrier 5 s after RestoreWAN: %v %s", r.name, err, out)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	r.lab.mustIP(r.ns, "neigh flush dev wan")
+	for _, ns := range r.lab.Namespaces() {
+		if ns != r.ns {
+			// Best effort: most namespaces have no entry to flush.
+			_ = exec.Command("ip", "-n", ns, "neigh", "flush", "to", r.wanIP).Run()
+		}
+	}
 }
 
 // LimitWAN limits the router's uplink and downlink to rateKbit kbit/s each
