@@ -396,11 +396,17 @@ func (n *Node) handleRemoveContact(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, statusOf(err), err)
 		return
 	}
-	n.stopContact(c.PeerID)
-	if err := n.store.RemoveContact(r.Context(), c.PeerID); err != nil {
+	// Remove the row first, under the lock of every friend-request
+	// transition: a request crossing ours (mutual add) would otherwise
+	// accept the contact again and restart the link we are stopping.
+	n.reqs.mu.Lock()
+	err = n.store.RemoveContact(r.Context(), c.PeerID)
+	n.reqs.mu.Unlock()
+	if err != nil {
 		writeErr(w, statusOf(err), err)
 		return
 	}
+	n.stopContact(c.PeerID)
 	n.gater.set(c.PeerID, false)
 	n.log.Info("contact removed", "peer", c.PeerID.ShortString(), "name", c.Name)
 	writeJSON(w, http.StatusOK, toAPIContact(c))
