@@ -273,7 +273,8 @@ func (a acl) AllowReserve(p peer.ID, addr ma.Multiaddr) bool {
 	s := a.s
 	if l := s.limits; l != nil {
 		src, ok := wire.SourceKey(addr)
-		if (ok && !l.rsvpPerIP.allow(src)) || !l.rsvpPerPeer.allow(p) {
+		// Per peer first, as for the registry (registryGate).
+		if !l.rsvpPerPeer.allow(p) || (ok && !l.rsvpPerIP.allow(src)) {
 			s.metrics.refused.WithLabelValues(reqReservation, rdvproto.RefusedRateLimited).Inc()
 			s.log.Debug("relay reservation refused: rate limited", "peer", p, "remote_addr", addr)
 			return false

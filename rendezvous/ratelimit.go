@@ -86,14 +86,16 @@ const (
 	reqUnregister  = "unregister"
 )
 
-// registryGate is the registry's Gate: requests per source and per peer.
+// registryGate is the registry's Gate: requests per peer and per source.
 func (s *Server) registryGate(r rdvproto.Request) error {
 	var err error
+	// Per peer first: a peer over its own limit must not drain the
+	// bucket it shares with its neighbours behind the same address.
 	switch {
-	case r.Source.IsValid() && !s.limits.regPerIP.allow(r.Source):
-		err = fmt.Errorf("registry requests from %s: %w", r.Source, wire.ErrRateLimited)
 	case !s.limits.regPerPeer.allow(r.Peer):
 		err = fmt.Errorf("registry requests of %s: %w", r.Peer, wire.ErrRateLimited)
+	case r.Source.IsValid() && !s.limits.regPerIP.allow(r.Source):
+		err = fmt.Errorf("registry requests from %s: %w", r.Source, wire.ErrRateLimited)
 	default:
 		return nil
 	}
