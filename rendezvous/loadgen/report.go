@@ -1,0 +1,83 @@
+package loadgen
+
+import (
+	"fmt"
+	"io"
+	"strings"
+)
+
+// WriteTable prints the report as Markdown tables: one row per level and
+// server, then the ratios natter/stock at the levels both ran.
+func (r *Report) WriteTable(w io.Writer) {
+	c := r.Config
+	fmt.Fprintf(w, "nodes: %s over %d per source address; heartbeat %s; registrations/lookups at %d/s for %s, then %d workers; %d relayed pairs, %d x %d B in flight, %s\n\n",
+		strings.Join(c.Transports, "+"), c.NodesPerIP, c.Heartbeat, c.Rate, c.RateDuration, c.Workers, c.Pairs, c.Window, c.MsgSize, c.ChatDuration)
+	fmt.Fprintln(w, "| server | nodes | online | rsvp | reg | conns | RSS/node | heap/node | idle CPU per 1k | reg p50/p99 ms at rate | reg max/s (p99) | lookup p50/p99 ms at rate | lookup max/s (p99) | relayed msgs/s (p50/p99 ms) | load |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+	for _, l := range append(append([]Level{}, r.Levels...), r.Baseline...) {
+		fmt.Fprintf(w, "| %s | %d | %d | %d | %d | %d | %s | %s | %.1f%% | %s | %s | %s | %s | %s | %s |\n",
+			l.Server, l.Nodes, l.Online, l.Reservations, l.Registrations, l.Connections,
+			kib(l.RSSPerNode), kib(l.HeapPerNode), 100*l.IdleCPUPer1k,
+			atRate(l.Register), maxRate(l.RegisterMax), atRate(l.Lookup), maxRate(l.LookupMax),
+			chat(l), l.LoadAvg)
+	}
+	if len(r.Baseline) > 0 {
+		fmt.Fprintln(w, "\nratios natter / stock (same run):")
+		fmt.Fprintln(w, "\n| nodes | held with rsvp+reg | RSS/node | idle CPU per 1k | reg p99 | lookup p99 | relayed msgs/s |")
+		fmt.Fprintln(w, "|---|---|---|---|---|---|---|")
+		for _, b := range r.Baseline {
+			for _, l := range r.Levels {
+				if l.Nodes != b.Nodes {
+					continue
+				}
+				fmt.Fprintf(w, "| %d | %s | %s | %s | %s | %s | %s |\n", l.Nodes,
+					ratio(float64(min(l.Reservations, l.Registrations)), float64(min(b.Reservations, b.Registrations))),
+					ratio(float64(l.RSSPerNode), float64(b.RSSPerNode)),
+					ratio(l.IdleCPUPer1k, b.IdleCPUPer1k),
+					ratio(l.Register.P99ms, b.Register.P99ms),
+					ratio(l.Lookup.P99ms, b.Lookup.P99ms),
+					ratio(l.Chat.PerSec, b.Chat.PerSec))
+			}
+		}
+	}
+	for _, l := range append(append([]Level{}, r.Levels...), r.Baseline...) {
+		if len(l.RampFailures) > 0 || len(l.Background) > 0 || l.ChatCut > 0 || l.Register.Errors+l.Lookup.Errors+l.Chat.Errors > 0 {
+			fmt.Fprintf(w, "\n%s at %d nodes: ramp %.1fs, failures %v, background errors %v, register errors %d, lookup errors %d, chat set-up errors %d, relayed links cut %d/%d",
+				l.Server, l.Nodes, l.RampSeconds, l.RampFailures, l.Background, l.Register.Errors, l.Lookup.Errors, l.Chat.Errors, l.ChatCut, l.ChatPairs)
+		}
+	}
+	if r.Limit != "" {
+		fmt.Fprintf(w, "\n\nstopped early: %s", r.Limit)
+	}
+	fmt.Fprintln(w)
+}
+
+func kib(b int64) string { return fmt.Sprintf("%.0f KiB", float64(b)/1024) }
+
+func atRate(l Latency) string {
+	if l.Count == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.1f/%.1f (%.0f/s)", l.P50ms, l.P99ms, l.PerSec)
+}
+
+func maxRate(l Latency) string {
+	if l.Count == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.0f (%.1f)", l.PerSec, l.P99ms)
+}
+
+func chat(l Level) string {
+	if l.Chat.Count == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.0f (%.1f/%.1f)", l.Chat.PerSec, l.Chat.P50ms, l.Chat.P99ms)
+}
+
+func ratio(a, b float64) string {
+	if b == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.2f", a/b)
+}
