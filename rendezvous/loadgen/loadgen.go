@@ -97,13 +97,18 @@ func (c Config) Validate() error {
 	return nil
 }
 
-// Latency is a latency distribution and a rate.
+// Latency is a latency distribution and a rate, and what it cost the
+// server.
 type Latency struct {
 	Count  int     `json:"count"`
 	Errors int     `json:"errors"`
 	PerSec float64 `json:"per_sec"`
 	P50ms  float64 `json:"p50_ms"`
 	P99ms  float64 `json:"p99_ms"`
+	// ServerCPUus is the server's CPU time per operation, in microseconds
+	// (everything the server did during the phase, heartbeats included,
+	// divided by the operations): on a shared machine the steadiest figure.
+	ServerCPUus float64 `json:"server_cpu_us"`
 }
 
 // Level is what was measured at one level.
@@ -354,14 +359,35 @@ func (r *run) level(ctx context.Context, target int) (Level, error) {
 		return n.lookup(ctx, srv.ID, m.h.ID())
 	}
 	cfg.Log.Info("registry", "server", r.name, "nodes", target)
-	lv.Register = openLoop(ctx, cfg.Rate, cfg.RateDuration, reg)
-	lv.RegisterMax = closedLoop(ctx, cfg.Workers, cfg.RateDuration, reg)
-	lv.Lookup = openLoop(ctx, cfg.Rate, cfg.RateDuration, look)
-	lv.LookupMax = closedLoop(ctx, cfg.Workers, cfg.RateDuration, look)
-
-	// Chat through the relay.
-	cfg.Log.Info("chat", "server", r.name, "nodes", target)
-	lv.Chat, lv.ChatPairs, lv.ChatCut = r.chat(ctx, live)
+	phases := []struct {
+		out *Latency
+		run func() Latency
+	}{
+		{&lv.Register, func() Latency { return openLoop(ctx, cfg.Rate, cfg.RateDuration, reg) }},
+		{&lv.RegisterMax, func() Latency { return closedLoop(ctx, cfg.Workers, cfg.RateDuration, reg) }},
+		{&lv.Lookup, func() Latency { return openLoop(ctx, cfg.Rate, cfg.RateDuration, look) }},
+		{&lv.LookupMax, func() Latency { return closedLoop(ctx, cfg.Workers, cfg.RateDuration, look) }},
+		{&lv.Chat, func() Latency {
+			cfg.Log.Info("chat", "server", r.name, "nodes", target)
+			var l Latency
+			l, lv.ChatPairs, lv.ChatCut = r.chat(ctx, live)
+			return l
+		}},
+	}
+	for _, p := range phases {
+		c0, err := r.target.sample(ctx)
+		if err != nil {
+			return lv, err
+		}
+		*p.out = p.run()
+		c1, err := r.target.sample(ctx)
+		if err != nil {
+			return lv, err
+		}
+		if p.out.Count > 0 {
+			p.out.ServerCPUus = float64((c1.cpu - c0.cpu).Microseconds()) / float64(p.out.Count)
+		}
+	}
 	lv.Background = r.bg.take()
 	return lv, ctx.Err()
 }

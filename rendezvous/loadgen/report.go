@@ -12,14 +12,14 @@ func (r *Report) WriteTable(w io.Writer) {
 	c := r.Config
 	fmt.Fprintf(w, "nodes: %s over %d per source address; heartbeat %s; registrations/lookups at %d/s for %s, then %d workers; %d relayed pairs, %d x %d B in flight, %s\n\n",
 		strings.Join(c.Transports, "+"), c.NodesPerIP, c.Heartbeat, c.Rate, c.RateDuration, c.Workers, c.Pairs, c.Window, c.MsgSize, c.ChatDuration)
-	fmt.Fprintln(w, "| server | nodes | online | rsvp | reg | conns | RSS/node | heap/node | idle CPU per 1k | reg p50/p99 ms at rate | reg max/s (p99) | lookup p50/p99 ms at rate | lookup max/s (p99) | relayed msgs/s (p50/p99 ms) | load |")
-	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+	fmt.Fprintln(w, "| server | nodes | online | rsvp | reg | conns | RSS/node | heap/node | idle CPU per 1k | reg p50/p99 ms at rate | reg max/s (p99) | reg CPU | lookup p50/p99 ms at rate | lookup max/s (p99) | lookup CPU | relayed msgs/s (p50/p99 ms) | msg CPU | load |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 	for _, l := range append(append([]Level{}, r.Levels...), r.Baseline...) {
-		fmt.Fprintf(w, "| %s | %d | %d | %d | %d | %d | %s | %s | %.1f%% | %s | %s | %s | %s | %s | %s |\n",
+		fmt.Fprintf(w, "| %s | %d | %d | %d | %d | %d | %s | %s | %.1f%% | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
 			l.Server, l.Nodes, l.Online, l.Reservations, l.Registrations, l.Connections,
 			kib(l.RSSPerNode), kib(l.HeapPerNode), 100*l.IdleCPUPer1k,
-			atRate(l.Register), maxRate(l.RegisterMax), atRate(l.Lookup), maxRate(l.LookupMax),
-			chat(l), l.LoadAvg)
+			atRate(l.Register), maxRate(l.RegisterMax), cpu(l.Register), atRate(l.Lookup), maxRate(l.LookupMax), cpu(l.Lookup),
+			chat(l), cpu(l.Chat), l.LoadAvg)
 	}
 	if len(r.Baseline) > 0 {
 		fmt.Fprintln(w, "\nratios natter / stock (same run):")
@@ -59,6 +59,13 @@ func atRate(l Latency) string {
 		return "-"
 	}
 	return fmt.Sprintf("%.1f/%.1f (%.0f/s)", l.P50ms, l.P99ms, l.PerSec)
+}
+
+func cpu(l Latency) string {
+	if l.Count == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.0f µs", l.ServerCPUus)
 }
 
 func maxRate(l Latency) string {
