@@ -105,9 +105,13 @@ type Latency struct {
 	PerSec float64 `json:"per_sec"`
 	P50ms  float64 `json:"p50_ms"`
 	P99ms  float64 `json:"p99_ms"`
-	// ServerCPUus is the server's CPU time per operation, in microseconds
-	// (everything the server did during the phase, heartbeats included,
-	// divided by the operations): on a shared machine the steadiest figure.
+	// Behind counts open-loop requests not sent because maxInFlight were
+	// still outstanding (the server, or the load generator, fell behind).
+	Behind int `json:"behind,omitempty"`
+	// ServerCPUus is the server's CPU time per operation, in microseconds:
+	// what it spent during the phase, less its idle rate (heartbeats,
+	// refreshes) over the phase, divided by the operations that succeeded.
+	// On a shared machine the steadiest figure.
 	ServerCPUus float64 `json:"server_cpu_us"`
 }
 
@@ -385,7 +389,8 @@ func (r *run) level(ctx context.Context, target int) (Level, error) {
 			return lv, err
 		}
 		if p.out.Count > 0 {
-			p.out.ServerCPUus = float64((c1.cpu - c0.cpu).Microseconds()) / float64(p.out.Count)
+			busy := (c1.cpu - c0.cpu).Seconds() - lv.IdleCPU*c1.at.Sub(c0.at).Seconds()
+			p.out.ServerCPUus = max(busy, 0) * 1e6 / float64(p.out.Count)
 		}
 	}
 	lv.Background = r.bg.take()
@@ -445,6 +450,7 @@ func openLoop(ctx context.Context, rate int, d time.Duration, req func(context.C
 		mu       sync.Mutex
 		lat      []time.Duration
 		errs     int
+		behind   int
 		inFlight atomic.Int64
 		wg       sync.WaitGroup
 	)
@@ -458,7 +464,7 @@ func openLoop(ctx context.Context, rate int, d time.Duration, req func(context.C
 		}
 		if inFlight.Load() >= maxInFlight {
 			mu.Lock()
-			errs++
+			behind++
 			mu.Unlock()
 			continue
 		}
@@ -479,7 +485,9 @@ func openLoop(ctx context.Context, rate int, d time.Duration, req func(context.C
 		}(uint64(i))
 	}
 	wg.Wait()
-	return summarize(lat, errs, time.Since(start))
+	l := summarize(lat, errs, time.Since(start))
+	l.Behind = behind
+	return l
 }
 
 // closedLoop runs workers that each make one request after another for d.

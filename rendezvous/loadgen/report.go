@@ -41,9 +41,23 @@ func (r *Report) WriteTable(w io.Writer) {
 		}
 	}
 	for _, l := range append(append([]Level{}, r.Levels...), r.Baseline...) {
-		if len(l.RampFailures) > 0 || len(l.Background) > 0 || l.ChatCut > 0 || l.Register.Errors+l.Lookup.Errors+l.Chat.Errors > 0 {
-			fmt.Fprintf(w, "\n%s at %d nodes: ramp %.1fs, failures %v, background errors %v, register errors %d, lookup errors %d, chat set-up errors %d, relayed links cut %d/%d",
-				l.Server, l.Nodes, l.RampSeconds, l.RampFailures, l.Background, l.Register.Errors, l.Lookup.Errors, l.Chat.Errors, l.ChatCut, l.ChatPairs)
+		fmt.Fprintf(w, "\n%s at %d nodes: ramp %.1fs", l.Server, l.Nodes, l.RampSeconds)
+		if len(l.RampFailures) > 0 {
+			fmt.Fprintf(w, ", ramp failures %v", l.RampFailures)
+		}
+		if len(l.Background) > 0 {
+			fmt.Fprintf(w, ", background errors %v", l.Background)
+		}
+		for _, x := range []struct {
+			name string
+			l    Latency
+		}{{"register", l.Register}, {"lookup", l.Lookup}, {"register (closed loop)", l.RegisterMax}, {"lookup (closed loop)", l.LookupMax}} {
+			if x.l.Errors+x.l.Behind > 0 {
+				fmt.Fprintf(w, ", %s: %d failed, %d not sent (%d outstanding)", x.name, x.l.Errors, x.l.Behind, maxInFlight)
+			}
+		}
+		if l.Chat.Errors+l.ChatCut > 0 {
+			fmt.Fprintf(w, ", chat: %d pairs failed to set up, %d of %d relayed links cut", l.Chat.Errors, l.ChatCut, l.ChatPairs)
 		}
 	}
 	if r.Limit != "" {
