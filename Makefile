@@ -1,7 +1,7 @@
 # natter: the two commands a newcomer needs are `make demo` and `make test`.
 GO ?= go
 
-.PHONY: all build demo test check setup fuzz bench proto
+.PHONY: all build demo test check setup fuzz bench bench-capacity proto
 
 all: build
 
@@ -33,10 +33,21 @@ fuzz:
 	FUZZTIME=$${FUZZTIME:-1m} scripts/fuzz-smoke.sh
 
 # Benchmarks in the NAT lab (see README): time from daemon start to a
-# direct link, and chat throughput/latency against a bare libp2p stream.
-bench:
+# direct link, and chat throughput/latency against a bare libp2p stream;
+# then the rendezvous at 100 and 1,000 nodes against go-libp2p's stock
+# limits (about 6 minutes; `make bench-capacity` for the full curve).
+bench: build
 	$(GO) test ./test/e2e -run '^$$' -bench TimeToDirect -benchtime 10x
 	$(GO) test ./test/e2e -run '^$$' -bench Chat -benchtime 3x
+	bin/natter-rendezvous bench --nodes 100,1000 --baseline 100,1000
+
+# The rendezvous capacity curve of the README: 100 to 5,000 nodes over TCP
+# and QUIC, then 10,000 over TCP alone (the load generator needs a file
+# descriptor per connection and per QUIC socket: 20,000 for 10,000 nodes
+# over both). About 35 minutes and 8 GiB of memory.
+bench-capacity: build
+	bin/natter-rendezvous bench --nodes 100,1000,5000 --baseline 100,1000,5000
+	bin/natter-rendezvous bench --nodes 10000 --baseline 10000 --transports tcp
 
 proto:
 	scripts/gen-proto.sh

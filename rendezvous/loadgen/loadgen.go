@@ -137,6 +137,10 @@ type Level struct {
 	// refresh, in cores (1.0 = one core busy); IdleCPUPer1k per 1,000 nodes.
 	IdleCPU      float64 `json:"idle_cpu"`
 	IdleCPUPer1k float64 `json:"idle_cpu_per_1k"`
+	// IdleHeartbeats is the heartbeats the server counted per second over
+	// the idle window (Online/Heartbeat if the nodes kept time: fewer
+	// means the load generator fell behind, and IdleCPU is understated).
+	IdleHeartbeats float64 `json:"idle_heartbeats_per_s"`
 	// Registry: open loop at Config.Rate, then closed loop.
 	Register    Latency `json:"register"`
 	RegisterMax Latency `json:"register_max"`
@@ -346,6 +350,7 @@ func (r *run) level(ctx context.Context, target int) (Level, error) {
 		return lv, err
 	}
 	lv.IdleCPU = (s1.cpu - s0.cpu).Seconds() / s1.at.Sub(s0.at).Seconds()
+	lv.IdleHeartbeats = (s1.gauges["natter_rendezvous_heartbeats_total"] - s0.gauges["natter_rendezvous_heartbeats_total"]) / s1.at.Sub(s0.at).Seconds()
 	lv.IdleCPUPer1k = lv.IdleCPU * 1000 / float64(max(lv.Online, 1))
 
 	// Registry.

@@ -41,7 +41,7 @@ func (r *Report) WriteTable(w io.Writer) {
 		}
 	}
 	for _, l := range append(append([]Level{}, r.Levels...), r.Baseline...) {
-		fmt.Fprintf(w, "\n%s at %d nodes: ramp %.1fs", l.Server, l.Nodes, l.RampSeconds)
+		fmt.Fprintf(w, "\n%s at %d nodes: ramp %.1fs, %.0f heartbeats/s while idle (%.0f due)", l.Server, l.Nodes, l.RampSeconds, l.IdleHeartbeats, float64(l.Online)/c.Heartbeat.Seconds())
 		if len(l.RampFailures) > 0 {
 			fmt.Fprintf(w, ", ramp failures %v", l.RampFailures)
 		}

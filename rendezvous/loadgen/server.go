@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -52,7 +54,22 @@ type hello struct {
 
 // Serve runs the server under test until ctx ends or stdin closes (the
 // parent went away). Its first line on out tells the parent where it is.
-func Serve(ctx context.Context, cfg rendezvous.Config, stock bool, log *slog.Logger, stdin io.Reader, out io.Writer) error {
+// pprofAddr, if set, serves net/http/pprof there (to profile the server
+// under load).
+func Serve(ctx context.Context, cfg rendezvous.Config, stock bool, pprofAddr string, log *slog.Logger, stdin io.Reader, out io.Writer) error {
+	if pprofAddr != "" {
+		ln, err := net.Listen("tcp", pprofAddr)
+		if err != nil {
+			return fmt.Errorf("pprof: %w", err)
+		}
+		mux := http.NewServeMux()
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		ps := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		go func() { _ = ps.Serve(ln) }()
+		defer ps.Close()
+		log.Warn("pprof", "addr", ln.Addr().String())
+	}
 	opts := []rendezvous.Option{rendezvous.WithLogger(log)}
 	if stock {
 		opts = append(opts, rendezvous.WithStockLibp2pLimits())

@@ -16,6 +16,7 @@ func newBenchCmd(g *globals) *cobra.Command {
 	def := loadgen.DefaultConfig()
 	var (
 		levels, baseline, transports string
+		serverPprof                  string
 		asJSON                       bool
 	)
 	c := def
@@ -66,6 +67,9 @@ plus the ramp. 10,000 nodes need about 5 GiB of memory for the nodes.`,
 			if g.cfgFile != "" {
 				argv = append(argv, "--config", g.cfgFile)
 			}
+			if serverPprof != "" {
+				argv = append(argv, "--pprof", serverPprof)
+			}
 			rep, err := loadgen.Run(cmd.Context(), c, loadgen.ProcessStarter(argv, g.stderr))
 			if rep != nil {
 				if asJSON {
@@ -96,12 +100,16 @@ plus the ramp. 10,000 nodes need about 5 GiB of memory for the nodes.`,
 	f.IntVar(&c.Window, "window", def.Window, "messages in flight per relayed pair")
 	f.IntVar(&c.MsgSize, "msg-size", def.MsgSize, "bytes per relayed message")
 	f.BoolVar(&asJSON, "json", false, "print JSON instead of tables")
+	f.StringVar(&serverPprof, "server-pprof", "", "serve the server's net/http/pprof on this ip:port (to profile it under load)")
 	return cmd
 }
 
 // newBenchServerCmd is the server process bench starts (hidden).
 func newBenchServerCmd(g *globals) *cobra.Command {
-	var stock bool
+	var (
+		stock     bool
+		pprofAddr string
+	)
 	cmd := &cobra.Command{
 		Use:    "bench-server",
 		Short:  "The server under test of bench (internal)",
@@ -117,10 +125,11 @@ func newBenchServerCmd(g *globals) *cobra.Command {
 				return fmt.Errorf("config: %w", err)
 			}
 			log := newLogger(g.stderr, cfg.LogLevel, cfg.LogFormat).With("server", "bench")
-			return loadgen.Serve(cmd.Context(), cfg, stock, log, os.Stdin, g.stdout)
+			return loadgen.Serve(cmd.Context(), cfg, stock, pprofAddr, log, os.Stdin, g.stdout)
 		},
 	}
 	cmd.Flags().BoolVar(&stock, "stock", false, "go-libp2p's default limits (the baseline)")
+	cmd.Flags().StringVar(&pprofAddr, "pprof", "", "serve net/http/pprof on this ip:port")
 	return cmd
 }
 
