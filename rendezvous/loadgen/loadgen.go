@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"os"
 	"slices"
 	"sort"
 	"sync"
@@ -16,6 +17,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
+
+	rdvproto "github.com/natterim/natter/protocols/rendezvous"
 )
 
 // Config is a load run.
@@ -100,11 +103,14 @@ func (c Config) Validate() error {
 // Latency is a latency distribution and a rate, and what it cost the
 // server.
 type Latency struct {
-	Count  int     `json:"count"`
-	Errors int     `json:"errors"`
-	PerSec float64 `json:"per_sec"`
-	P50ms  float64 `json:"p50_ms"`
-	P99ms  float64 `json:"p99_ms"`
+	Count  int `json:"count"`
+	Errors int `json:"errors"`
+	// NotFound counts lookups answered "not registered": the target had
+	// been dropped by the server (the stock connection manager trims).
+	NotFound int     `json:"not_found,omitempty"`
+	PerSec   float64 `json:"per_sec"`
+	P50ms    float64 `json:"p50_ms"`
+	P99ms    float64 `json:"p99_ms"`
 	// Behind counts open-loop requests not sent because maxInFlight were
 	// still outstanding (the server, or the load generator, fell behind).
 	Behind int `json:"behind,omitempty"`
@@ -113,6 +119,11 @@ type Latency struct {
 	// refreshes) over the phase, divided by the operations that succeeded.
 	// On a shared machine the steadiest figure.
 	ServerCPUus float64 `json:"server_cpu_us"`
+	// ServerCores and LoadgenCores are the CPU the server and this process
+	// (the nodes) used during the phase, in cores: with 2 cores shared,
+	// they tell which side was short of CPU when latency climbs.
+	ServerCores  float64 `json:"server_cores"`
+	LoadgenCores float64 `json:"loadgen_cores"`
 }
 
 // Level is what was measured at one level.
@@ -388,11 +399,16 @@ func (r *run) level(ctx context.Context, target int) (Level, error) {
 		if err != nil {
 			return lv, err
 		}
+		self0, _ := processCPU(os.Getpid())
 		*p.out = p.run()
+		self1, _ := processCPU(os.Getpid())
 		c1, err := r.target.sample(ctx)
 		if err != nil {
 			return lv, err
 		}
+		secs := c1.at.Sub(c0.at).Seconds()
+		p.out.ServerCores = (c1.cpu - c0.cpu).Seconds() / secs
+		p.out.LoadgenCores = (self1 - self0).Seconds() / secs
 		if p.out.Count > 0 {
 			busy := (c1.cpu - c0.cpu).Seconds() - lv.IdleCPU*c1.at.Sub(c0.at).Seconds()
 			p.out.ServerCPUus = max(busy, 0) * 1e6 / float64(p.out.Count)
@@ -455,6 +471,7 @@ func openLoop(ctx context.Context, rate int, d time.Duration, req func(context.C
 		mu       sync.Mutex
 		lat      []time.Duration
 		errs     int
+		notFound int
 		behind   int
 		inFlight atomic.Int64
 		wg       sync.WaitGroup
@@ -482,26 +499,30 @@ func openLoop(ctx context.Context, rate int, d time.Duration, req func(context.C
 			took := time.Since(due)
 			mu.Lock()
 			defer mu.Unlock()
-			if err != nil {
+			switch {
+			case errors.Is(err, rdvproto.ErrNotFound):
+				notFound++
+			case err != nil:
 				errs++
-				return
+			default:
+				lat = append(lat, took)
 			}
-			lat = append(lat, took)
 		}(uint64(i))
 	}
 	wg.Wait()
 	l := summarize(lat, errs, time.Since(start))
-	l.Behind = behind
+	l.Behind, l.NotFound = behind, notFound
 	return l
 }
 
 // closedLoop runs workers that each make one request after another for d.
 func closedLoop(ctx context.Context, workers int, d time.Duration, req func(context.Context, *rand.Rand) error) Latency {
 	var (
-		mu   sync.Mutex
-		lat  []time.Duration
-		errs int
-		wg   sync.WaitGroup
+		mu       sync.Mutex
+		lat      []time.Duration
+		errs     int
+		notFound int
+		wg       sync.WaitGroup
 	)
 	start := time.Now()
 	end := start.Add(d)
@@ -515,9 +536,12 @@ func closedLoop(ctx context.Context, workers int, d time.Duration, req func(cont
 				err := req(ctx, rnd)
 				took := time.Since(t0)
 				mu.Lock()
-				if err != nil {
+				switch {
+				case errors.Is(err, rdvproto.ErrNotFound):
+					notFound++
+				case err != nil:
 					errs++
-				} else {
+				default:
 					lat = append(lat, took)
 				}
 				mu.Unlock()
@@ -525,7 +549,9 @@ func closedLoop(ctx context.Context, workers int, d time.Duration, req func(cont
 		}()
 	}
 	wg.Wait()
-	return summarize(lat, errs, time.Since(start))
+	l := summarize(lat, errs, time.Since(start))
+	l.NotFound = notFound
+	return l
 }
 
 func summarize(lat []time.Duration, errs int, took time.Duration) Latency {

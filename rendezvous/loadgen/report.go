@@ -52,10 +52,18 @@ func (r *Report) WriteTable(w io.Writer) {
 			name string
 			l    Latency
 		}{{"register", l.Register}, {"lookup", l.Lookup}, {"register (closed loop)", l.RegisterMax}, {"lookup (closed loop)", l.LookupMax}} {
-			if x.l.Errors+x.l.Behind > 0 {
-				fmt.Fprintf(w, ", %s: %d failed, %d not sent (%d outstanding)", x.name, x.l.Errors, x.l.Behind, maxInFlight)
+			if x.l.Errors > 0 {
+				fmt.Fprintf(w, ", %s: %d failed", x.name, x.l.Errors)
+			}
+			if x.l.NotFound > 0 {
+				fmt.Fprintf(w, ", %s: %d not found (the server had dropped the node)", x.name, x.l.NotFound)
+			}
+			if x.l.Behind > 0 {
+				fmt.Fprintf(w, ", %s: %d not sent (%d outstanding)", x.name, x.l.Behind, maxInFlight)
 			}
 		}
+		fmt.Fprintf(w, "; cores used by server/nodes: register %.2f/%.2f, lookup %.2f/%.2f, chat %.2f/%.2f",
+			l.Register.ServerCores, l.Register.LoadgenCores, l.Lookup.ServerCores, l.Lookup.LoadgenCores, l.Chat.ServerCores, l.Chat.LoadgenCores)
 		if l.Chat.Errors+l.ChatCut > 0 {
 			fmt.Fprintf(w, ", chat: %d pairs failed to set up, %d of %d relayed links cut", l.Chat.Errors, l.ChatCut, l.ChatPairs)
 		}

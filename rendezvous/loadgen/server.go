@@ -212,23 +212,10 @@ const clockTick = 100
 
 func (t *Target) sample(ctx context.Context) (sample, error) {
 	s := sample{at: time.Now()}
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", t.PID))
-	if err != nil {
-		return s, fmt.Errorf("read server stat: %w", err)
+	var err error
+	if s.cpu, err = processCPU(t.PID); err != nil {
+		return s, err
 	}
-	// Fields after the ")" closing the command name: state is field 3,
-	// utime 14 and stime 15 (1-based over the whole line).
-	rest := string(stat)
-	if i := strings.LastIndexByte(rest, ')'); i >= 0 {
-		rest = rest[i+1:]
-	}
-	f := strings.Fields(rest)
-	if len(f) < 13 {
-		return s, errors.New("short /proc stat")
-	}
-	ut, _ := strconv.ParseInt(f[11], 10, 64)
-	st, _ := strconv.ParseInt(f[12], 10, 64)
-	s.cpu = time.Duration(ut+st) * time.Second / clockTick
 	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", t.PID))
 	if err != nil {
 		return s, fmt.Errorf("read server status: %w", err)
@@ -248,6 +235,27 @@ func (t *Target) sample(ctx context.Context) (sample, error) {
 	}
 	s.heap = int64(s.gauges["go_memstats_heap_inuse_bytes"])
 	return s, nil
+}
+
+// processCPU is the user + system CPU time process pid has used.
+func processCPU(pid int) (time.Duration, error) {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, fmt.Errorf("read process stat: %w", err)
+	}
+	// Fields after the ")" closing the command name: state is field 3,
+	// utime 14 and stime 15 (1-based over the whole line).
+	rest := string(stat)
+	if i := strings.LastIndexByte(rest, ')'); i >= 0 {
+		rest = rest[i+1:]
+	}
+	f := strings.Fields(rest)
+	if len(f) < 13 {
+		return 0, errors.New("short /proc stat")
+	}
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(ut+st) * time.Second / clockTick, nil
 }
 
 // scrape reads every unlabelled sample of a Prometheus text endpoint.
