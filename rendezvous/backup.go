@@ -31,18 +31,8 @@ import (
 // maxBackupMember bounds what Restore unpacks from one archive member.
 const maxBackupMember = 64 << 30
 
-// Backup writes a backup of the running server to w. The database
-// snapshot is taken before anything is written, so an error before the
-// first byte means nothing was sent.
-func (s *Server) Backup(ctx context.Context, w io.Writer) error {
-	files, cleanup, err := s.prepareBackup(ctx)
-	if err != nil {
-		return err
-	}
-	defer cleanup()
-	return writeBackup(w, files)
-}
-
+// prepareBackup snapshots the running server's database (see
+// serveBackup, the admin API's GET /v1/backup, and AdminClient.Backup).
 func (s *Server) prepareBackup(ctx context.Context) ([]string, func(), error) {
 	return prepareBackup(s.cfg.DataDir, func(dst string) error { return s.db.Snapshot(ctx, dst) })
 }

@@ -48,8 +48,9 @@
 // marshalled, unencrypted, 0600: a public server must start unattended),
 // rendezvous.db (store), server.lock (flock: one server per data dir),
 // admin.sock (HTTP+JSON admin API, 0600: GET /v1/peers, GET /v1/status,
-// GET /v1/backup; see AdminClient). Backup and Restore move the key and a
-// VACUUM INTO snapshot of the database as a tar archive.
+// GET /v1/backup; see AdminClient). A backup (AdminClient.Backup,
+// BackupOffline) is the key and a VACUUM INTO snapshot of the database in a
+// tar archive; Restore unpacks one.
 //
 // Metrics (Prometheus, off unless metrics_listen is set): libp2p's own, and
 // natter_rendezvous_{online_peers,reservations,registrations} gauges and
