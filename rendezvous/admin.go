@@ -48,6 +48,7 @@ func (s *Server) serveAdmin() error {
 		writeJSON(w, s.Status())
 	})
 	s.mailboxRoutes(mux)
+	mux.HandleFunc("GET /v1/backup", s.serveBackup)
 	s.admin = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	s.wg.Add(1)
 	go func() {
@@ -57,6 +58,24 @@ func (s *Server) serveAdmin() error {
 		}
 	}()
 	return nil
+}
+
+// serveBackup streams a backup (see Backup) as application/x-tar. The
+// database is snapshotted first, so a failure there is an error status.
+func (s *Server) serveBackup(w http.ResponseWriter, r *http.Request) {
+	files, cleanup, err := s.prepareBackup(r.Context())
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	defer cleanup()
+	w.Header().Set("Content-Type", "application/x-tar")
+	if err := writeBackup(w, files); err != nil {
+		// The client sees a truncated archive and fails reading it.
+		s.log.Warn("backup interrupted", "err", err)
+		return
+	}
+	s.log.Info("backup sent")
 }
 
 func writeJSON(w http.ResponseWriter, v any) {
@@ -101,25 +120,49 @@ func (c *AdminClient) Status(ctx context.Context) (Status, error) {
 	return out, c.get(ctx, "/v1/status", &out)
 }
 
-func (c *AdminClient) get(ctx context.Context, path string, out any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://natter-rendezvous"+path, nil)
+// Backup writes a backup of the running server to w (a tar archive, see
+// Server.Backup). It has no time limit of its own: bound it with ctx.
+func (c *AdminClient) Backup(ctx context.Context, w io.Writer) error {
+	resp, err := c.do(ctx, &http.Client{Transport: c.hc.Transport}, "/v1/backup")
 	if err != nil {
 		return err
 	}
-	resp, err := c.hc.Do(req)
+	defer resp.Body.Close()
+	if _, err := io.Copy(w, resp.Body); err != nil {
+		return fmt.Errorf("admin api /v1/backup: %w", err)
+	}
+	return nil
+}
+
+func (c *AdminClient) get(ctx context.Context, path string, out any) error {
+	resp, err := c.do(ctx, c.hc, path)
 	if err != nil {
-		if errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ENOTDIR) {
-			return fmt.Errorf("%w (%s)", ErrNotRunning, c.sock)
-		}
-		return fmt.Errorf("admin api: %w", err)
+		return err
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-		return fmt.Errorf("admin api %s: %s: %s", path, resp.Status, b)
-	}
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<20)).Decode(out); err != nil {
 		return fmt.Errorf("admin api %s: decode: %w", path, err)
 	}
 	return nil
+}
+
+// do GETs path; a non-200 answer is an error.
+func (c *AdminClient) do(ctx context.Context, hc *http.Client, path string) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://natter-rendezvous"+path, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ENOTDIR) {
+			return nil, fmt.Errorf("%w (%s)", ErrNotRunning, c.sock)
+		}
+		return nil, fmt.Errorf("admin api: %w", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		resp.Body.Close()
+		return nil, fmt.Errorf("admin api %s: %s: %s", path, resp.Status, b)
+	}
+	return resp, nil
 }

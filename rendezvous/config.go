@@ -39,6 +39,11 @@ type Config struct {
 	Connections ConnectionsConfig `mapstructure:"connections"`
 	// Mailbox bounds the offline mailboxes (protocols/mailbox).
 	Mailbox MailboxConfig `mapstructure:"mailbox"`
+	// Limits are the libp2p resource manager's limits.
+	Limits LimitsConfig `mapstructure:"limits"`
+	// RateLimits bound how fast one peer or one address may ask for
+	// anything.
+	RateLimits RateLimitsConfig `mapstructure:"rate_limits"`
 	// MetricsListen is the ip:port of the Prometheus endpoint (/metrics,
 	// /healthz); empty means off.
 	MetricsListen string `mapstructure:"metrics_listen"`
@@ -74,6 +79,24 @@ type RegistryConfig struct {
 	MinTTL     time.Duration `mapstructure:"min_ttl"`
 	MaxTTL     time.Duration `mapstructure:"max_ttl"`
 	DefaultTTL time.Duration `mapstructure:"default_ttl"`
+	// MaxRegistrations is the most registrations held in all.
+	MaxRegistrations int `mapstructure:"max_registrations"`
+	// MaxRegistrationsPerIP is the most registrations held for peers
+	// connected from one IPv4 address or IPv6 /56 (carrier-grade NAT:
+	// many homes share one address).
+	MaxRegistrationsPerIP int `mapstructure:"max_registrations_per_ip"`
+	// MaxRegistrationsPerPeer is the most namespaces one peer may be
+	// registered in (a natter node uses one).
+	MaxRegistrationsPerPeer int `mapstructure:"max_registrations_per_peer"`
+	// MaxRecordSize is the largest signed peer record, in bytes; a
+	// request is at most this plus 1.25 KiB.
+	MaxRecordSize int `mapstructure:"max_record_size"`
+	// MaxAddrs is the most addresses one record may carry.
+	MaxAddrs int `mapstructure:"max_addrs"`
+	// MaxDiscoverLimit caps the registrations in one discover answer.
+	MaxDiscoverLimit int `mapstructure:"max_discover_limit"`
+	// RequestTimeout bounds reading one request and writing its answer.
+	RequestTimeout time.Duration `mapstructure:"request_timeout"`
 }
 
 // DHTConfig configures the servers' DHT (protocol prefix /natter, server
@@ -110,6 +133,75 @@ type NamesConfig struct {
 type ConnectionsConfig struct {
 	LowWater  int `mapstructure:"low_water"`
 	HighWater int `mapstructure:"high_water"`
+	// GracePeriod protects a new connection from trimming.
+	GracePeriod time.Duration `mapstructure:"grace_period"`
+}
+
+// LimitsConfig are the libp2p resource manager's limits (the per-protocol
+// limits derive from them; see newResourceManager). A request over a
+// limit fails at once: the connection or stream is refused and counted in
+// libp2p_rcmgr_blocked_resources.
+type LimitsConfig struct {
+	// Connections is the most open connections in all (a node holds two:
+	// TCP and QUIC). TCP connections use a file descriptor each.
+	Connections int `mapstructure:"connections"`
+	// ConnectionsPerIP is the most connections from one IPv4 address or
+	// one IPv6 /56 (eight times as many from one IPv6 /48).
+	ConnectionsPerIP int `mapstructure:"connections_per_ip"`
+	// ConnectionsPerPeer is the most connections of one peer.
+	ConnectionsPerPeer int `mapstructure:"connections_per_peer"`
+	// Streams is the most open streams in all.
+	Streams int `mapstructure:"streams"`
+	// StreamsPerPeer is the most streams one peer may have open in each
+	// direction; it must leave room for relay.max_circuits relayed
+	// connections.
+	StreamsPerPeer int `mapstructure:"streams_per_peer"`
+	// Memory is what libp2p may reserve in all, in bytes (stream receive
+	// windows, 256 KiB each when opened, and relay buffers): an upper bound
+	// on buffers, not the process size.
+	Memory int64 `mapstructure:"memory"`
+	// MemoryPerPeer is what one peer's connections and streams may reserve.
+	MemoryPerPeer int64 `mapstructure:"memory_per_peer"`
+}
+
+// Rate is a token bucket: Burst requests at once, then one more every
+// Interval.
+type Rate struct {
+	Burst    int           `mapstructure:"burst"`
+	Interval time.Duration `mapstructure:"interval"`
+}
+
+// RateLimitsConfig bounds every kind of request. Per-IP buckets key on the
+// IPv4 address or the IPv6 /56. What is refused is counted in
+// natter_rendezvous_refused_total.
+type RateLimitsConfig struct {
+	// ConnectionsPerIP: new inbound connections from one address (refused
+	// before the handshake).
+	ConnectionsPerIP Rate `mapstructure:"connections_per_ip"`
+	// RegistryPerPeer and RegistryPerIP: rendezvous requests (register,
+	// discover/lookup, unregister), answered E_UNAVAILABLE "rate limited".
+	RegistryPerPeer Rate `mapstructure:"registry_per_peer"`
+	RegistryPerIP   Rate `mapstructure:"registry_per_ip"`
+	// ReservationsPerPeer and ReservationsPerIP: relay reservation requests
+	// (new and refreshed), answered PERMISSION_DENIED.
+	ReservationsPerPeer Rate `mapstructure:"reservations_per_peer"`
+	ReservationsPerIP   Rate `mapstructure:"reservations_per_ip"`
+	// CircuitsPerPeer: relayed connection requests from one peer.
+	CircuitsPerPeer Rate `mapstructure:"circuits_per_peer"`
+	// PingsPerPeer: pings (heartbeats) from one peer; over it the ping
+	// stream is closed.
+	PingsPerPeer Rate `mapstructure:"pings_per_peer"`
+	// AutoNAT: dial-back requests served, in all and per peer, per
+	// interval (go-libp2p's AutoNAT service throttle).
+	AutoNAT AutoNATRate `mapstructure:"autonat"`
+}
+
+// AutoNATRate is go-libp2p's AutoNAT throttle: at most Global dial-backs
+// per Interval, and PerPeer for one peer.
+type AutoNATRate struct {
+	Global   int           `mapstructure:"global"`
+	PerPeer  int           `mapstructure:"per_peer"`
+	Interval time.Duration `mapstructure:"interval"`
 }
 
 // MailboxConfig bounds the offline mailboxes: sealed boxes kept for
@@ -151,7 +243,7 @@ func DefaultConfig() Config {
 			"/ip6/::/udp/4001/quic-v1",
 		},
 		Relay: RelayConfig{
-			MaxReservations:       4096,
+			MaxReservations:       16384,
 			MaxReservationsPerIP:  16,
 			MaxReservationsPerASN: 256,
 			MaxCircuits:           64,
@@ -160,9 +252,16 @@ func DefaultConfig() Config {
 			CircuitDataLimit:      64 << 20,
 		},
 		Registry: RegistryConfig{
-			MinTTL:     2 * time.Minute,
-			MaxTTL:     72 * time.Hour,
-			DefaultTTL: 2 * time.Hour,
+			MinTTL:                  2 * time.Minute,
+			MaxTTL:                  72 * time.Hour,
+			DefaultTTL:              2 * time.Hour,
+			MaxRegistrations:        200_000,
+			MaxRegistrationsPerIP:   64,
+			MaxRegistrationsPerPeer: 16,
+			MaxRecordSize:           8 << 10,
+			MaxAddrs:                32,
+			MaxDiscoverLimit:        1000,
+			RequestTimeout:          10 * time.Second,
 		},
 		Names: NamesConfig{
 			Enabled:         true,
@@ -173,7 +272,26 @@ func DefaultConfig() Config {
 			RequestInterval: 2 * time.Second,
 		},
 		DHT:         DHTConfig{Enabled: true},
-		Connections: ConnectionsConfig{LowWater: 8192, HighWater: 10240},
+		Connections: ConnectionsConfig{LowWater: 24576, HighWater: 28672, GracePeriod: time.Minute},
+		Limits: LimitsConfig{
+			Connections:        32768,
+			ConnectionsPerIP:   40,
+			ConnectionsPerPeer: 8,
+			Streams:            65536,
+			StreamsPerPeer:     128,
+			Memory:             4 << 30,
+			MemoryPerPeer:      64 << 20,
+		},
+		RateLimits: RateLimitsConfig{
+			ConnectionsPerIP:    Rate{Burst: 64, Interval: 100 * time.Millisecond},
+			RegistryPerPeer:     Rate{Burst: 64, Interval: 100 * time.Millisecond},
+			RegistryPerIP:       Rate{Burst: 512, Interval: 5 * time.Millisecond},
+			ReservationsPerPeer: Rate{Burst: 4, Interval: time.Minute},
+			ReservationsPerIP:   Rate{Burst: 64, Interval: time.Second},
+			CircuitsPerPeer:     Rate{Burst: 32, Interval: time.Second},
+			PingsPerPeer:        Rate{Burst: 10, Interval: time.Second},
+			AutoNAT:             AutoNATRate{Global: 1200, PerPeer: 3, Interval: time.Minute},
+		},
 		Mailbox: MailboxConfig{
 			Enabled:         true,
 			MaxMessages:     1000,
@@ -274,6 +392,22 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("names.request_interval: %s must be positive", nm.RequestInterval))
 		}
 	}
+	positive := func(key string, v int) {
+		if v < 1 {
+			errs = append(errs, fmt.Errorf("%s: %d must be at least 1", key, v))
+		}
+	}
+	positive("registry.max_registrations", g.MaxRegistrations)
+	positive("registry.max_registrations_per_ip", g.MaxRegistrationsPerIP)
+	positive("registry.max_registrations_per_peer", g.MaxRegistrationsPerPeer)
+	if g.MaxRecordSize < 1<<10 || g.MaxRecordSize > 64<<10 {
+		errs = append(errs, fmt.Errorf("registry.max_record_size: %d is outside 1024..65536", g.MaxRecordSize))
+	}
+	positive("registry.max_addrs", g.MaxAddrs)
+	positive("registry.max_discover_limit", g.MaxDiscoverLimit)
+	if g.RequestTimeout < time.Second || g.RequestTimeout > 5*time.Minute {
+		errs = append(errs, fmt.Errorf("registry.request_timeout: %s is outside 1s..5m", g.RequestTimeout))
+	}
 	if _, err := c.BootstrapInfos(); err != nil {
 		errs = append(errs, err)
 	}
@@ -281,6 +415,11 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("connections.high_water: %d must be above connections.low_water (%d), which must be at least 1", c.Connections.HighWater, c.Connections.LowWater))
 	}
 	errs = append(errs, c.Mailbox.validate()...)
+	if c.Connections.GracePeriod < 0 || c.Connections.GracePeriod > time.Hour {
+		errs = append(errs, fmt.Errorf("connections.grace_period: %s is outside 0..1h", c.Connections.GracePeriod))
+	}
+	errs = append(errs, c.Limits.validate(c)...)
+	errs = append(errs, c.RateLimits.validate()...)
 	if c.MetricsListen != "" {
 		if _, err := netip.ParseAddrPort(c.MetricsListen); err != nil {
 			errs = append(errs, fmt.Errorf("metrics_listen: %q is not ip:port: %v", c.MetricsListen, err))
@@ -293,6 +432,66 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("log_format: %q is not text or json", c.LogFormat))
 	}
 	return errors.Join(errs...)
+}
+
+func (l LimitsConfig) validate(c Config) []error {
+	var errs []error
+	if l.Connections < 16 || l.Connections > 1<<22 {
+		errs = append(errs, fmt.Errorf("limits.connections: %d is outside 16..4194304", l.Connections))
+	}
+	if c.Connections.HighWater >= l.Connections {
+		errs = append(errs, fmt.Errorf("connections.high_water: %d must be below limits.connections (%d), or the resource manager refuses connections before the connection manager trims idle ones", c.Connections.HighWater, l.Connections))
+	}
+	if l.ConnectionsPerIP < 2 || l.ConnectionsPerIP > l.Connections {
+		errs = append(errs, fmt.Errorf("limits.connections_per_ip: %d is outside 2..limits.connections (a node needs two: TCP and QUIC)", l.ConnectionsPerIP))
+	}
+	if l.ConnectionsPerPeer < 2 || l.ConnectionsPerPeer > 64 {
+		errs = append(errs, fmt.Errorf("limits.connections_per_peer: %d is outside 2..64", l.ConnectionsPerPeer))
+	}
+	if least := c.Relay.MaxCircuits + 16; l.StreamsPerPeer < least || l.StreamsPerPeer > 1<<16 {
+		errs = append(errs, fmt.Errorf("limits.streams_per_peer: %d is outside relay.max_circuits+16 (%d)..65536", l.StreamsPerPeer, least))
+	}
+	if l.Streams < l.StreamsPerPeer || l.Streams > 1<<24 {
+		errs = append(errs, fmt.Errorf("limits.streams: %d is outside limits.streams_per_peer (%d)..16777216", l.Streams, l.StreamsPerPeer))
+	}
+	if l.MemoryPerPeer < 4<<20 {
+		errs = append(errs, fmt.Errorf("limits.memory_per_peer: %d is below 4 MiB (4194304)", l.MemoryPerPeer))
+	}
+	if l.Memory < l.MemoryPerPeer {
+		errs = append(errs, fmt.Errorf("limits.memory: %d is below limits.memory_per_peer (%d)", l.Memory, l.MemoryPerPeer))
+	}
+	return errs
+}
+
+func (r RateLimitsConfig) validate() []error {
+	var errs []error
+	for _, x := range []struct {
+		key  string
+		rate Rate
+	}{
+		{"connections_per_ip", r.ConnectionsPerIP},
+		{"registry_per_peer", r.RegistryPerPeer},
+		{"registry_per_ip", r.RegistryPerIP},
+		{"reservations_per_peer", r.ReservationsPerPeer},
+		{"reservations_per_ip", r.ReservationsPerIP},
+		{"circuits_per_peer", r.CircuitsPerPeer},
+		{"pings_per_peer", r.PingsPerPeer},
+	} {
+		if x.rate.Burst < 1 || x.rate.Burst > 1<<20 {
+			errs = append(errs, fmt.Errorf("rate_limits.%s.burst: %d is outside 1..1048576", x.key, x.rate.Burst))
+		}
+		if x.rate.Interval <= 0 || x.rate.Interval > 24*time.Hour {
+			errs = append(errs, fmt.Errorf("rate_limits.%s.interval: %s is outside (0, 24h]", x.key, x.rate.Interval))
+		}
+	}
+	a := r.AutoNAT
+	if a.Global < 1 || a.PerPeer < 1 || a.PerPeer > a.Global {
+		errs = append(errs, fmt.Errorf("rate_limits.autonat.per_peer: need 1 <= per_peer (%d) <= global (%d)", a.PerPeer, a.Global))
+	}
+	if a.Interval < time.Second || a.Interval > 24*time.Hour {
+		errs = append(errs, fmt.Errorf("rate_limits.autonat.interval: %s is outside 1s..24h", a.Interval))
+	}
+	return errs
 }
 
 // ListenAddrs returns the parsed listen addresses. Call Validate first.

@@ -34,11 +34,27 @@
 // registration, reservation, last heartbeat and open circuits. A peer that
 // disconnects leaves the list and the registry at once.
 //
+// Limits (limits.go, ratelimit.go; every value in Config): the libp2p
+// resource manager with deliberate limits per peer, per protocol and peer,
+// per IP (connections per IPv4 address and IPv6 /56, loopback included)
+// and in all, where the shared totals are as large as the server's (a small
+// shared pool is one a few abusers can drain for everyone); a connection
+// manager that trims peers with neither reservation nor registration
+// first; caps per IP on reservations (the relay's) and registrations (the
+// registry's MaxRegistrationsPerSource); token buckets per peer and per IP
+// on new connections (a connection gater, before the handshake), registry
+// requests (the registry's Gate), reservations and circuits (the relay's
+// ACL) and pings, and go-libp2p's AutoNAT throttle. Refusals are counted in
+// natter_rendezvous_refused_total{request,reason}.
+//
 // Data dir (0700): identity.key (the server's Ed25519 key, libp2p-
 // marshalled, unencrypted, 0600: a public server must start unattended),
-// server.lock (flock: one server per data dir), rendezvous.db (the
-// mailboxes; rendezvous/store), admin.sock (HTTP+JSON admin API, 0600: GET
-// /v1/peers, GET /v1/status, GET /v1/mailboxes; see AdminClient).
+// rendezvous.db (store: the name directory and the mailboxes), server.lock
+// (flock: one server per data dir), admin.sock (HTTP+JSON admin API, 0600:
+// GET /v1/peers, GET /v1/status, GET /v1/mailboxes, GET /v1/backup; see
+// AdminClient). A backup (AdminClient.Backup, BackupOffline) is the key and
+// a VACUUM INTO snapshot of the database in a tar archive; Restore unpacks
+// one.
 //
 // Metrics (Prometheus, off unless metrics_listen is set): libp2p's own, and
 // natter_rendezvous_{online_peers,reservations,registrations} gauges and

@@ -19,6 +19,7 @@ type metrics struct {
 	reservationRequests prometheus.Counter
 	circuitRequests     prometheus.Counter
 	heartbeats          prometheus.Counter
+	refused             *prometheus.CounterVec
 }
 
 func newMetrics(s *Server) (*metrics, error) {
@@ -44,9 +45,13 @@ func newMetrics(s *Server) (*metrics, error) {
 			Namespace: ns, Subsystem: sub, Name: "heartbeats_total",
 			Help: "Ping payloads received from peers (their heartbeats).",
 		}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "refused_total",
+			Help: "Requests refused by the server's own limits, by request (connection, register, discover, unregister, reservation, circuit, ping) and reason (rate_limited, source_cap, peer_cap, full, not_authorized, invalid). The resource manager's refusals are libp2p_rcmgr_blocked_resources; the relay's own (reservation slots, per-IP caps) libp2p_relaysvc_*.",
+		}, []string{"request", "reason"}),
 	}
 	m.collectors = []prometheus.Collector{
-		m.connsOpened, m.connsClosed, m.reservationRequests, m.circuitRequests, m.heartbeats,
+		m.connsOpened, m.connsClosed, m.reservationRequests, m.circuitRequests, m.heartbeats, m.refused,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Namespace: ns, Subsystem: sub, Name: "online_peers",
 			Help: "Peers with at least one open connection.",

@@ -1,6 +1,7 @@
 package rendezvous
 
 import (
+	"fmt"
 	"slices"
 	"time"
 
@@ -11,6 +12,14 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 
 	rdvproto "github.com/natterim/natter/protocols/rendezvous"
+	"github.com/natterim/natter/protocols/wire"
+)
+
+// registeredTag marks, in the connection manager, peers registered under
+// their own namespace (the relay tags reservations with weight 10).
+const (
+	registeredTag       = "natter-registered"
+	registeredTagWeight = 5
 )
 
 // OnlinePeer is one connected peer as the server sees it.
@@ -223,29 +232,40 @@ func (s *Server) state(p peer.ID) *peerState {
 }
 
 // handlePing serves libp2p ping, recording each ping a peer sends as its
-// heartbeat, then lets go-libp2p's handler echo it.
+// heartbeat, then lets go-libp2p's handler echo it. A peer over
+// rate_limits.pings_per_peer has its ping stream closed.
 func (s *Server) handlePing(ps *ping.PingService, st network.Stream) {
 	p := st.Conn().RemotePeer()
-	ps.PingHandler(&heartbeatStream{Stream: st, beat: func() { s.heartbeat(p) }})
+	ps.PingHandler(&heartbeatStream{Stream: st, beat: func() bool { return s.heartbeat(p) }})
 }
 
-func (s *Server) heartbeat(p peer.ID) {
+func (s *Server) heartbeat(p peer.ID) bool {
+	if s.limits != nil && !s.limits.pingsPerPeer.allow(p) {
+		s.metrics.refused.WithLabelValues(reqPing, rdvproto.RefusedRateLimited).Inc()
+		return false
+	}
 	s.mu.Lock()
 	s.state(p).lastHeartbeat = time.Now()
 	s.mu.Unlock()
 	s.metrics.heartbeats.Inc()
+	return true
 }
 
-// heartbeatStream calls beat for every read that returns ping payload.
+// heartbeatStream calls beat as each ping payload (ping.PingSize bytes)
+// starts to arrive; once beat refuses, reads fail.
 type heartbeatStream struct {
 	network.Stream
-	beat func()
+	beat func() bool
+	read int // bytes read so far
 }
 
 func (h *heartbeatStream) Read(b []byte) (int, error) {
 	n, err := h.Stream.Read(b)
-	if n > 0 {
-		h.beat()
+	for i := 0; i < n; i++ {
+		if h.read%ping.PingSize == 0 && !h.beat() {
+			return 0, fmt.Errorf("pings: %w", wire.ErrRateLimited)
+		}
+		h.read++
 	}
 	return n, err
 }
@@ -256,6 +276,15 @@ type acl struct{ s *Server }
 
 func (a acl) AllowReserve(p peer.ID, addr ma.Multiaddr) bool {
 	s := a.s
+	if l := s.limits; l != nil {
+		src, ok := wire.SourceKey(addr)
+		// Per peer first, as for the registry (registryGate).
+		if !l.rsvpPerPeer.allow(p) || (ok && !l.rsvpPerIP.allow(src)) {
+			s.metrics.refused.WithLabelValues(reqReservation, rdvproto.RefusedRateLimited).Inc()
+			s.log.Debug("relay reservation refused: rate limited", "peer", p, "remote_addr", addr)
+			return false
+		}
+	}
 	exp := time.Now().Add(s.cfg.Relay.ReservationTTL)
 	s.mu.Lock()
 	s.state(p).reservationExpires = exp
@@ -267,6 +296,11 @@ func (a acl) AllowReserve(p peer.ID, addr ma.Multiaddr) bool {
 
 func (a acl) AllowConnect(src peer.ID, srcAddr ma.Multiaddr, dest peer.ID) bool {
 	s := a.s
+	if s.limits != nil && !s.limits.circuitsPeer.allow(src) {
+		s.metrics.refused.WithLabelValues(reqCircuit, rdvproto.RefusedRateLimited).Inc()
+		s.log.Debug("relay circuit refused: rate limited", "src", src, "dst", dest)
+		return false
+	}
 	s.metrics.circuitRequests.Inc()
 	s.log.Info("relay circuit", "src", src, "src_addr", srcAddr, "dst", dest)
 	return true
@@ -295,6 +329,15 @@ func (s *Server) disconnected(n network.Network, c network.Conn) {
 
 func (s *Server) onRegistryEvent(e rdvproto.Event) {
 	r := e.Registration
+	if r.Namespace == rdvproto.PeerNamespace(r.Peer.ID) {
+		// A registered node is worth more than an anonymous connection
+		// when the connection manager trims.
+		if e.Kind == rdvproto.Registered {
+			s.h.ConnManager().TagPeer(r.Peer.ID, registeredTag, registeredTagWeight)
+		} else {
+			s.h.ConnManager().UntagPeer(r.Peer.ID, registeredTag)
+		}
+	}
 	switch e.Kind {
 	case rdvproto.Registered:
 		s.log.Info("peer registered", "peer", r.Peer.ID, "namespace", r.Namespace, "addrs", len(r.Peer.Addrs), "expires", r.Expires.Format(time.RFC3339))

@@ -20,7 +20,6 @@ import (
 	"github.com/libp2p/go-libp2p/core/protocol"
 	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
 	"github.com/libp2p/go-libp2p/p2p/net/connmgr"
-	circuitproto "github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/proto"
 	"github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/relay"
 	"github.com/libp2p/go-libp2p/p2p/protocol/ping"
 	"github.com/libp2p/go-libp2p/p2p/security/noise"
@@ -55,8 +54,9 @@ const reservationTag = "relay-reservation"
 type Option func(*options)
 
 type options struct {
-	log *slog.Logger
-	reg *prometheus.Registry
+	log   *slog.Logger
+	reg   *prometheus.Registry
+	stock bool
 }
 
 // WithLogger sets the logger (default: discard).
@@ -65,6 +65,14 @@ func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
 // WithRegistry makes the server register its metrics, and libp2p's, in
 // reg (default: a private registry, served on metrics_listen if set).
 func WithRegistry(reg *prometheus.Registry) Option { return func(o *options) { o.reg = reg } }
+
+// WithStockLibp2pLimits replaces the server's limits with go-libp2p's
+// defaults: the default resource manager (scaled to the machine),
+// connection manager (160/192), relay.DefaultResources() (128
+// reservations, 8 per IP, relayed connections cut after 2 minutes or 128
+// KiB) and the registry's DefaultLimits, and no rate limits. It exists to
+// measure against (natter-rendezvous bench); never run a server with it.
+func WithStockLibp2pLimits() Option { return func(o *options) { o.stock = true } }
 
 // Server is a running rendezvous server.
 type Server struct {
@@ -83,6 +91,7 @@ type Server struct {
 	mbox     *mailboxState
 	notifiee network.Notifiee
 	metrics  *metrics
+	limits   *limiters // nil with WithStockLibp2pLimits
 
 	admin      *http.Server
 	adminPath  string
@@ -157,11 +166,26 @@ func New(ctx context.Context, cfg Config, opts ...Option) (_ *Server, err error)
 		return nil, err
 	}
 
-	rm, err := newResourceManager(cfg)
+	if s.metrics, err = newMetrics(s); err != nil {
+		return nil, err
+	}
+	if !o.stock {
+		s.limits = newLimiters(cfg.RateLimits)
+		if n, err := fileLimit(); err == nil && n < uint64(cfg.Limits.Connections+fileHeadroom) {
+			s.log.Warn("file descriptor limit below limits.connections: connections will fail before the limit is reached; raise LimitNOFILE (systemd) or ulimit -n",
+				"nofile", n, "need", cfg.Limits.Connections+fileHeadroom)
+		}
+	}
+	rm, err := newResourceManager(cfg, o.stock)
 	if err != nil {
 		return nil, fmt.Errorf("resource manager: %w", err)
 	}
-	cm, err := connmgr.NewConnManager(cfg.Connections.LowWater, cfg.Connections.HighWater, connmgr.WithGracePeriod(time.Minute))
+	rcmgr.MustRegisterWith(s.reg)
+	low, high, grace := cfg.Connections.LowWater, cfg.Connections.HighWater, cfg.Connections.GracePeriod
+	if o.stock {
+		low, high, grace = 160, 192, time.Minute // libp2p.DefaultConnectionManager
+	}
+	cm, err := connmgr.NewConnManager(low, high, connmgr.WithGracePeriod(grace))
 	if err != nil {
 		rm.Close()
 		return nil, fmt.Errorf("connection manager: %w", err)
@@ -187,15 +211,16 @@ func New(ctx context.Context, cfg Config, opts ...Option) (_ *Server, err error)
 	if ann := cfg.AnnounceAddrs(); len(ann) > 0 {
 		hopts = append(hopts, libp2p.AddrsFactory(func([]ma.Multiaddr) []ma.Multiaddr { return ann }))
 	}
+	if !o.stock {
+		a := cfg.RateLimits.AutoNAT
+		hopts = append(hopts,
+			libp2p.ConnectionGater(gater{s}),
+			libp2p.AutoNATServiceRateLimit(a.Global, a.PerPeer, a.Interval))
+	}
 	if s.h, err = libp2p.New(hopts...); err != nil {
 		return nil, fmt.Errorf("start libp2p host: %w", err)
 	}
 	if err := s.checkListening(listen); err != nil {
-		return nil, err
-	}
-
-	s.metrics, err = newMetrics(s)
-	if err != nil {
 		return nil, err
 	}
 
@@ -215,6 +240,9 @@ func New(ctx context.Context, cfg Config, opts ...Option) (_ *Server, err error)
 		MaxReservationsPerIP:   cfg.Relay.MaxReservationsPerIP,
 		MaxReservationsPerASN:  cfg.Relay.MaxReservationsPerASN,
 	}
+	if o.stock {
+		res = relay.DefaultResources()
+	}
 	s.relay, err = relay.New(s.h,
 		relay.WithResources(res),
 		relay.WithACL(acl{s}),
@@ -224,12 +252,25 @@ func New(ctx context.Context, cfg Config, opts ...Option) (_ *Server, err error)
 	}
 
 	limits := rdvproto.DefaultLimits()
-	limits.MinTTL, limits.MaxTTL, limits.DefaultTTL = cfg.Registry.MinTTL, cfg.Registry.MaxTTL, cfg.Registry.DefaultTTL
-	s.rdv, err = rdvproto.NewService(s.h,
-		rdvproto.WithLimits(limits),
+	g := cfg.Registry
+	limits.MinTTL, limits.MaxTTL, limits.DefaultTTL = g.MinTTL, g.MaxTTL, g.DefaultTTL
+	ropts := []rdvproto.Option{
 		rdvproto.WithLogger(s.log),
 		rdvproto.WithMetrics(wire.NewMetrics(s.reg)),
-		rdvproto.WithEventHandler(func(e rdvproto.Event) { s.onRegistryEvent(e); s.mailboxRegistered(e) }))
+		rdvproto.WithEventHandler(func(e rdvproto.Event) { s.onRegistryEvent(e); s.mailboxRegistered(e) }),
+		rdvproto.WithRefusals(func(req, reason string) { s.metrics.refused.WithLabelValues(req, reason).Inc() }),
+	}
+	if !o.stock {
+		limits.MaxRegistrations = g.MaxRegistrations
+		limits.MaxRegistrationsPerSource = g.MaxRegistrationsPerIP
+		limits.MaxRegistrationsPerPeer = g.MaxRegistrationsPerPeer
+		limits.MaxRecordSize = g.MaxRecordSize
+		limits.MaxAddrs = g.MaxAddrs
+		limits.MaxDiscoverLimit = g.MaxDiscoverLimit
+		limits.RequestTimeout = g.RequestTimeout
+		ropts = append(ropts, rdvproto.WithGate(s.registryGate))
+	}
+	s.rdv, err = rdvproto.NewService(s.h, append(ropts, rdvproto.WithLimits(limits))...)
 	if err != nil {
 		return nil, fmt.Errorf("start rendezvous registry: %w", err)
 	}
@@ -327,57 +368,6 @@ func sameListener(w, h ma.Multiaddr) bool {
 		return false
 	}
 	return w[1].Value() == "0" || w[1].Value() == h[1].Value()
-}
-
-// newResourceManager sizes libp2p's resource manager for a public server:
-// the defaults suit a desktop (a few hundred connections, 8 per IP).
-func newResourceManager(cfg Config) (network.ResourceManager, error) {
-	limits := rcmgr.DefaultLimits
-	libp2p.SetDefaultServiceLimits(&limits)
-	conns := rcmgr.LimitVal(cfg.Connections.HighWater + 256)
-	streams := 16 * conns
-	// A circuit holds two streams in the relay service (hop from the
-	// source, stop to the destination).
-	circuitStreams := rcmgr.LimitVal(4 * cfg.Relay.MaxReservations)
-	relayMem := rcmgr.LimitVal64(min(int64(2*cfg.Relay.BufferSize)*int64(cfg.Relay.MaxReservations)*2, 1<<30))
-	circuit := rcmgr.ResourceLimits{Streams: circuitStreams, StreamsInbound: circuitStreams, StreamsOutbound: circuitStreams}
-	peerCircuit := rcmgr.LimitVal(2*cfg.Relay.MaxCircuits + 8)
-	partial := rcmgr.PartialLimitConfig{
-		System: rcmgr.ResourceLimits{
-			Conns: conns, ConnsInbound: conns, ConnsOutbound: conns,
-			Streams: streams, StreamsInbound: streams, StreamsOutbound: streams,
-		},
-		Transient: rcmgr.ResourceLimits{
-			Conns: conns, ConnsInbound: conns, ConnsOutbound: conns,
-		},
-		Service: map[string]rcmgr.ResourceLimits{
-			relay.ServiceName: {Streams: circuitStreams, StreamsInbound: circuitStreams, StreamsOutbound: circuitStreams, Memory: relayMem},
-		},
-		ServicePeer: map[string]rcmgr.ResourceLimits{
-			relay.ServiceName: {Streams: peerCircuit, StreamsInbound: peerCircuit, StreamsOutbound: peerCircuit},
-		},
-		Protocol: map[protocol.ID]rcmgr.ResourceLimits{
-			circuitproto.ProtoIDv2Hop:  circuit,
-			circuitproto.ProtoIDv2Stop: circuit,
-		},
-		ProtocolPeer: map[protocol.ID]rcmgr.ResourceLimits{
-			circuitproto.ProtoIDv2Hop:  {Streams: peerCircuit, StreamsInbound: peerCircuit, StreamsOutbound: peerCircuit},
-			circuitproto.ProtoIDv2Stop: {Streams: peerCircuit, StreamsInbound: peerCircuit, StreamsOutbound: peerCircuit},
-		},
-	}
-	perIP := 2*cfg.Relay.MaxReservationsPerIP + 8 // TCP and QUIC per node
-	str, err := rcmgr.NewStatsTraceReporter()
-	if err != nil {
-		return nil, err
-	}
-	return rcmgr.NewResourceManager(
-		rcmgr.NewFixedLimiter(partial.Build(limits.AutoScale())),
-		rcmgr.WithTraceReporter(str),
-		rcmgr.WithLimitPerSubnet(
-			[]rcmgr.ConnLimitPerSubnet{{PrefixLength: 32, ConnCount: perIP}},
-			[]rcmgr.ConnLimitPerSubnet{{PrefixLength: 56, ConnCount: perIP}, {PrefixLength: 48, ConnCount: 8 * perIP}},
-		),
-	)
 }
 
 // sweep forgets the state of peers that left while a heartbeat or a

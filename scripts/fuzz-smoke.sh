@@ -1,14 +1,50 @@
 #!/bin/sh
-# Runs every fuzz target briefly (FUZZTIME, default 10s each) on top of the
-# committed seed corpora, so a decoder regression fails CI. For real fuzzing
-# run one target for longer: go test -run '^$' -fuzz FuzzReadMsg -fuzztime 10m ./protocols/wire
+# Runs every fuzz target briefly on top of the committed seed corpora, so
+# that a decoder regression fails CI.
+#
+# Time per target: FUZZTIME if set (e.g. FUZZTIME=10m for real fuzzing, as
+# `make fuzz` does with 1m), else FUZZBUDGET (default 120s) shared evenly by
+# the targets, between 3s and 10s each: adding targets does not make CI
+# grow without bound. Targets run one after the other: each already uses
+# every core (one fuzzing worker per core).
+#
+# -fuzzminimizetime 20x: when the fuzzer finds a new interesting input it
+# minimizes it, by default for up to 60 s of re-runs; a slow target (a
+# config loader) would spend a whole smoke run minimizing its first find.
+# A failure found here is still minimized a little, enough to read.
+#
+# One target for longer:
+#   go test -run '^$' -fuzz '^FuzzLoad$' -fuzztime 10m ./cmd/internal/cfgload
 set -eu
 cd "$(dirname "$0")/.."
-t=${FUZZTIME:-10s}
-for pkg in $(go list ./...); do
-	dir=$(go list -f '{{.Dir}}' "$pkg")
+
+targets=$(mktemp)
+log=$(mktemp)
+trap 'rm -f "$targets" "$log"' EXIT
+go list -f '{{.Dir}} {{.ImportPath}}' ./... | while read -r dir pkg; do
 	for f in $(grep -ho '^func Fuzz[A-Za-z0-9_]*' "$dir"/*_test.go 2>/dev/null | sed 's/^func //' | sort -u); do
-		echo "fuzz $pkg $f ($t)"
-		go test -run '^$' -fuzz "^$f\$" -fuzztime "$t" "$pkg" >/dev/null
+		echo "$dir $pkg $f" >>"$targets"
 	done
 done
+n=$(wc -l <"$targets")
+if [ -n "${FUZZTIME:-}" ]; then
+	t=$FUZZTIME
+else
+	budget=${FUZZBUDGET:-120}
+	budget=${budget%s}
+	per=$((budget / (n > 0 ? n : 1)))
+	if [ "$per" -lt 3 ]; then per=3; fi
+	if [ "$per" -gt 10 ]; then per=10; fi
+	t=${per}s
+fi
+echo "fuzz: $n targets, $t each"
+start=$(date +%s)
+while read -r dir pkg f; do
+	echo "fuzz $pkg $f ($t)"
+	go test -run '^$' -fuzz "^$f\$" -fuzztime "$t" -fuzzminimizetime 20x "$pkg" >"$log" 2>&1 || {
+		tail -n 40 "$log" >&2
+		echo "fuzz $pkg $f FAILED; the input is saved under $dir/testdata/fuzz/$f/ and replays with: go test -run '$f' $pkg" >&2
+		exit 1
+	}
+done <"$targets"
+echo "fuzz: done in $(($(date +%s) - start))s"

@@ -1,6 +1,7 @@
 package invite_test
 
 import (
+	"slices"
 	"strings"
 	"testing"
 
@@ -74,5 +75,26 @@ func FuzzParse(f *testing.F) {
 		if again.Peer != inv.Peer || again.Name != inv.Name {
 			t.Fatalf("round trip changed the invite")
 		}
+		if !slices.Equal(rendezvousSet(again), rendezvousSet(inv)) {
+			t.Fatalf("round trip changed the rendezvous servers: %v, then %v", inv.Rendezvous, again.Rendezvous)
+		}
+		if len(inv.Rendezvous) > invite.MaxRendezvous || len(inv.Name) > invite.MaxNameLen {
+			t.Fatalf("accepted over the limits: %d servers, name of %d bytes", len(inv.Rendezvous), len(inv.Name))
+		}
 	})
+}
+
+// rendezvousSet lists an invite's servers as sorted "id addr" strings.
+func rendezvousSet(inv invite.Invite) []string {
+	var out []string
+	for _, ai := range inv.Rendezvous {
+		for _, a := range ai.Addrs {
+			out = append(out, ai.ID.String()+" "+a.String())
+		}
+		if len(ai.Addrs) == 0 {
+			out = append(out, ai.ID.String())
+		}
+	}
+	slices.Sort(out)
+	return out
 }

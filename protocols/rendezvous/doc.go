@@ -33,6 +33,12 @@
 // last registration returned). Each request has RequestTimeout; the client
 // uses its context's deadline.
 //
+// Abuse: MaxRegistrationsPerSource caps the registrations held for peers
+// connecting from one IPv4 address or IPv6 /56, and a Gate (WithGate) may
+// refuse any request before it is handled (the rendezvous server's rate
+// limits per peer and per address). Every refusal is reported to
+// WithRefusals with a reason from a small fixed set, for metrics.
+//
 // Discover cookies are opaque to clients. The server's cookie names a
 // namespace and a position in a monotonic registration counter (started
 // from the wall clock, so positions stay increasing across restarts):

@@ -31,7 +31,7 @@ func HandleFrames(s *Service, remote peer.ID, data []byte) ([]*pb.Message, error
 		if err != nil {
 			return out, err
 		}
-		resp, err := s.handle(remote, req)
+		resp, err := s.handle(origin{peer: remote}, req)
 		if err != nil {
 			return out, err
 		}

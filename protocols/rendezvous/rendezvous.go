@@ -19,6 +19,9 @@ import (
 // ID is the protocol ID of libp2p rendezvous.
 const ID = protocol.ID("/rendezvous/1.0.0")
 
+// ServiceName is the resource-manager service of the registry's streams.
+const ServiceName = "natter.rendezvous"
+
 // PeerNamespacePrefix starts every per-peer namespace (see PeerNamespace).
 const PeerNamespacePrefix = "natter/peer/"
 

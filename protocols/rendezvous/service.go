@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"net/netip"
 	"os"
 	"slices"
 	"sort"
@@ -42,6 +43,12 @@ type Limits struct {
 	// MaxRegistrations is the most registrations held in all
 	// (E_UNAVAILABLE beyond).
 	MaxRegistrations int
+	// MaxRegistrationsPerSource is the most registrations held for peers
+	// connected from one source (an IPv4 address or an IPv6 /56, see
+	// wire.SourceKey): several nodes behind one carrier-grade NAT share
+	// it. Zero means no cap. A registration refreshed from the same
+	// source never counts twice; E_UNAVAILABLE beyond.
+	MaxRegistrationsPerSource int
 	// MaxDiscoverLimit caps the registrations in one discover response;
 	// it is also the limit used when a client asks for 0.
 	MaxDiscoverLimit int
@@ -78,6 +85,8 @@ func (l Limits) validate() error {
 		return fmt.Errorf("MaxRecordSize+MaxNamespaceLen must stay under %d bytes", maxResponseSize-responseSlack)
 	case l.MaxRegistrationsPerPeer < 1 || l.MaxRegistrations < 1 || l.MaxDiscoverLimit < 1:
 		return errors.New("registration and discover limits must be positive")
+	case l.MaxRegistrationsPerSource < 0:
+		return errors.New("MaxRegistrationsPerSource must not be negative")
 	case l.RequestTimeout <= 0:
 		return errors.New("RequestTimeout must be positive")
 	}
@@ -131,6 +140,45 @@ type Event struct {
 // Option configures a Service.
 type Option func(*Service)
 
+// Request is what a Gate sees of a request before the Service handles it.
+type Request struct {
+	// Type is REGISTER, UNREGISTER or DISCOVER.
+	Type pb.Message_MessageType
+	// Peer is the remote peer.
+	Peer peer.ID
+	// Source is the connection's IPv4 address or IPv6 /56 (wire.SourceKey);
+	// invalid (!Source.IsValid()) when the connection has no IP address.
+	Source netip.Prefix
+}
+
+// Gate decides whether a request is served at all: it runs before any
+// work is done (rate limits). An error refuses the request: REGISTER and
+// DISCOVER are answered E_UNAVAILABLE ("rate limited" if the error wraps
+// wire.ErrRateLimited, else "refused"); UNREGISTER, which has no
+// response, resets the stream.
+type Gate func(Request) error
+
+// WithGate makes every request pass g first.
+func WithGate(g Gate) Option { return func(s *Service) { s.gate = g } }
+
+// Reasons a request is refused, as reported to WithRefusals: a small fixed
+// set, usable as metric labels.
+const (
+	RefusedRateLimited   = "rate_limited"   // the Gate refused it
+	RefusedSourceCap     = "source_cap"     // MaxRegistrationsPerSource reached
+	RefusedPeerCap       = "peer_cap"       // MaxRegistrationsPerPeer reached
+	RefusedFull          = "full"           // MaxRegistrations reached
+	RefusedNotAuthorized = "not_authorized" // another peer's namespace or record
+	RefusedInvalid       = "invalid"        // a field failed validation
+)
+
+// WithRefusals calls f for every REGISTER or DISCOVER answered with an
+// error status (request is "register" or "discover", reason one of the
+// Refused* constants), from the goroutine serving the request.
+func WithRefusals(f func(request, reason string)) Option {
+	return func(s *Service) { s.onRefused = f }
+}
+
 // WithLimits replaces DefaultLimits.
 func WithLimits(l Limits) Option { return func(s *Service) { s.limits = l } }
 
@@ -174,8 +222,9 @@ func WithGCInterval(d time.Duration) Option {
 // entry is one registration as stored.
 type entry struct {
 	reg     Registration
-	record  []byte // the signed envelope, as received
-	seq     uint64 // position in the registration counter
+	record  []byte       // the signed envelope, as received
+	source  netip.Prefix // where it came from (invalid: unknown)
+	seq     uint64       // position in the registration counter
 	removed bool
 }
 
@@ -209,6 +258,8 @@ type Service struct {
 	metrics    *wire.Metrics
 	now        func() time.Time
 	onEvent    func(Event)
+	onRefused  func(request, reason string)
+	gate       Gate
 	gcInterval time.Duration
 	maxRequest int
 
@@ -217,6 +268,7 @@ type Service struct {
 	byNS   map[string]*nsIndex
 	all    seqLog
 	byPeer map[peer.ID]map[string]*entry
+	bySrc  map[netip.Prefix]int
 	count  int
 
 	lifeMu  sync.Mutex
@@ -255,6 +307,7 @@ func newService(opts ...Option) *Service {
 		seq:     uint64(max(time.Now().UnixNano(), 0)),
 		byNS:    map[string]*nsIndex{},
 		byPeer:  map[peer.ID]map[string]*entry{},
+		bySrc:   map[netip.Prefix]int{},
 		streams: map[network.Stream]struct{}{},
 	}
 	for _, o := range opts {
@@ -386,6 +439,11 @@ func (s *Service) removeLocked(e *entry) {
 	}
 	s.all.remove()
 	s.count--
+	if e.source.IsValid() {
+		if s.bySrc[e.source]--; s.bySrc[e.source] <= 0 {
+			delete(s.bySrc, e.source)
+		}
+	}
 }
 
 // gcLocked drops every registration expired at now.
@@ -437,11 +495,13 @@ func (s *Service) handleStream(st network.Stream) {
 	}
 	defer s.untrack(st)
 	remote := st.Conn().RemotePeer()
+	from := origin{peer: remote}
+	from.source, _ = wire.SourceKey(st.Conn().RemoteMultiaddr())
 	err := wire.Serve(st, wire.ServeOptions{
-		Service: "natter.rendezvous",
+		Service: ServiceName,
 		Memory:  s.maxRequest,
 		Timeout: s.limits.RequestTimeout,
-	}, func(st network.Stream) error { return s.serve(st, remote) })
+	}, func(st network.Stream) error { return s.serve(st, from) })
 	if err != nil {
 		s.log.Debug("rendezvous stream failed", "peer", remote, "reason", wire.Reason(err), "err", err)
 		s.metrics.StreamError(string(ID), err)
@@ -451,7 +511,7 @@ func (s *Service) handleStream(st network.Stream) {
 // serve answers requests on st until EOF; each one gets RequestTimeout.
 // Besides the stream deadline (which not every transport honours), a
 // watchdog resets the stream when a request takes too long.
-func (s *Service) serve(st network.Stream, remote peer.ID) (err error) {
+func (s *Service) serve(st network.Stream, from origin) (err error) {
 	timeout := s.limits.RequestTimeout
 	var timedOut atomic.Bool
 	watchdog := time.AfterFunc(timeout, func() {
@@ -478,7 +538,7 @@ func (s *Service) serve(st network.Stream, remote peer.ID) (err error) {
 		if err != nil {
 			return err
 		}
-		resp, err := s.handle(remote, req)
+		resp, err := s.handle(from, req)
 		if err != nil {
 			return err
 		}
@@ -541,12 +601,38 @@ func checkRequest(m *pb.Message) error {
 	return nil
 }
 
-// handle answers one checked request from remote. A nil response means
-// none is sent (UNREGISTER); an error resets the stream.
-func (s *Service) handle(remote peer.ID, m *pb.Message) (*pb.Message, error) {
+// origin is who sent a request: the peer and the source of its
+// connection (invalid if unknown).
+type origin struct {
+	peer   peer.ID
+	source netip.Prefix
+}
+
+// handle answers one checked request. A nil response means none is sent
+// (UNREGISTER); an error resets the stream.
+func (s *Service) handle(from origin, m *pb.Message) (*pb.Message, error) {
+	remote := from.peer
+	if s.gate != nil {
+		if err := s.gate(Request{Type: m.GetType(), Peer: remote, Source: from.source}); err != nil {
+			text := "refused"
+			if errors.Is(err, wire.ErrRateLimited) {
+				text = "rate limited"
+			}
+			switch m.GetType() {
+			case pb.Message_REGISTER:
+				s.refuse(remote, "register", RefusedRateLimited, pb.Message_E_UNAVAILABLE, text)
+				return registerStatus(pb.Message_E_UNAVAILABLE, text, 0), nil
+			case pb.Message_DISCOVER:
+				s.refuse(remote, "discover", RefusedRateLimited, pb.Message_E_UNAVAILABLE, text)
+				return discoverStatus(pb.Message_E_UNAVAILABLE, text), nil
+			default:
+				return nil, fmt.Errorf("%s: %w", m.GetType(), err)
+			}
+		}
+	}
 	switch m.GetType() {
 	case pb.Message_REGISTER:
-		return s.register(remote, m.Register), nil
+		return s.register(from, m.Register), nil
 	case pb.Message_UNREGISTER:
 		return nil, s.unregister(remote, m.Unregister.GetNs())
 	case pb.Message_DISCOVER:
@@ -575,14 +661,30 @@ func discoverStatus(st pb.Message_ResponseStatus, text string) *pb.Message {
 	}
 }
 
-func (s *Service) refuse(remote peer.ID, req string, st pb.Message_ResponseStatus, text string) {
+func (s *Service) refuse(remote peer.ID, req, reason string, st pb.Message_ResponseStatus, text string) {
 	s.log.Debug("rendezvous request refused", "peer", remote, "request", req, "status", st.String(), "why", text)
+	if s.onRefused != nil {
+		s.onRefused(req, reason)
+	}
 }
 
-func (s *Service) register(remote peer.ID, r *pb.Message_Register) *pb.Message {
-	fail := func(st pb.Message_ResponseStatus, text string) *pb.Message {
-		s.refuse(remote, "register", st, text)
+// refusalReason is the WithRefusals reason of a status (E_UNAVAILABLE is
+// told apart by the code that returns it).
+func refusalReason(st pb.Message_ResponseStatus) string {
+	if st == pb.Message_E_NOT_AUTHORIZED {
+		return RefusedNotAuthorized
+	}
+	return RefusedInvalid
+}
+
+func (s *Service) register(from origin, r *pb.Message_Register) *pb.Message {
+	remote := from.peer
+	failWhy := func(reason string, st pb.Message_ResponseStatus, text string) *pb.Message {
+		s.refuse(remote, "register", reason, st, text)
 		return registerStatus(st, text, 0)
+	}
+	fail := func(st pb.Message_ResponseStatus, text string) *pb.Message {
+		return failWhy(refusalReason(st), st, text)
 	}
 	ns := r.GetNs()
 	if why := validNamespace(ns, s.limits.MaxNamespaceLen); why != "" {
@@ -628,19 +730,19 @@ func (s *Service) register(remote peer.ID, r *pb.Message_Register) *pb.Message {
 	}
 	var events []Event
 	s.mu.Lock()
-	st, text := s.addLocked(reg, slices.Clone(data), now, &events)
+	st, reason, text := s.addLocked(reg, slices.Clone(data), from.source, now, &events)
 	s.mu.Unlock()
 	s.emit(events)
 	if st != pb.Message_OK {
-		return fail(st, text)
+		return failWhy(reason, st, text)
 	}
 	s.log.Debug("rendezvous registration", "peer", remote, "ns", ns, "ttl", ttl, "addrs", len(rec.Addrs))
 	return registerStatus(pb.Message_OK, "", ttlSeconds(ttl))
 }
 
 // addLocked stores reg, replacing the peer's registration in the same
-// namespace, or returns why not.
-func (s *Service) addLocked(reg Registration, record []byte, now time.Time, events *[]Event) (pb.Message_ResponseStatus, string) {
+// namespace, or returns why not (status, WithRefusals reason, text).
+func (s *Service) addLocked(reg Registration, record []byte, source netip.Prefix, now time.Time, events *[]Event) (pb.Message_ResponseStatus, string, string) {
 	p, ns := reg.Peer.ID, reg.Namespace
 	old := s.byPeer[p][ns]
 	if old != nil && !now.Before(old.reg.Expires) {
@@ -652,20 +754,29 @@ func (s *Service) addLocked(reg Registration, record []byte, now time.Time, even
 		if len(s.byPeer[p]) >= s.limits.MaxRegistrationsPerPeer {
 			s.expirePeerLocked(p, now, events)
 			if len(s.byPeer[p]) >= s.limits.MaxRegistrationsPerPeer {
-				return pb.Message_E_NOT_AUTHORIZED, "too many registrations for this peer"
+				return pb.Message_E_NOT_AUTHORIZED, RefusedPeerCap, "too many registrations for this peer"
 			}
 		}
 		if s.count >= s.limits.MaxRegistrations {
 			s.gcLocked(now, events)
 			if s.count >= s.limits.MaxRegistrations {
-				return pb.Message_E_UNAVAILABLE, "registry full"
+				return pb.Message_E_UNAVAILABLE, RefusedFull, "registry full"
 			}
 		}
-	} else {
+	}
+	if limit := s.limits.MaxRegistrationsPerSource; limit > 0 && source.IsValid() && (old == nil || old.source != source) {
+		if s.bySrc[source] >= limit {
+			s.gcLocked(now, events)
+			if s.bySrc[source] >= limit {
+				return pb.Message_E_UNAVAILABLE, RefusedSourceCap, "too many registrations from this address"
+			}
+		}
+	}
+	if old != nil {
 		s.removeLocked(old) // replaced: reported once, as Registered
 	}
 	s.seq++
-	e := &entry{reg: reg, record: record, seq: s.seq}
+	e := &entry{reg: reg, record: record, source: source, seq: s.seq}
 	idx := s.byNS[ns]
 	if idx == nil {
 		idx = &nsIndex{peers: map[peer.ID]*entry{}}
@@ -681,8 +792,11 @@ func (s *Service) addLocked(reg Registration, record []byte, now time.Time, even
 	}
 	regs[ns] = e
 	s.count++
+	if source.IsValid() {
+		s.bySrc[source]++
+	}
 	*events = append(*events, Event{Registered, copyReg(reg)})
-	return pb.Message_OK, ""
+	return pb.Message_OK, "", ""
 }
 
 // unregister removes remote's registration in ns, or all of them for "".
@@ -714,7 +828,7 @@ func (s *Service) unregister(remote peer.ID, ns string) error {
 
 func (s *Service) discover(remote peer.ID, d *pb.Message_Discover) *pb.Message {
 	fail := func(st pb.Message_ResponseStatus, text string) *pb.Message {
-		s.refuse(remote, "discover", st, text)
+		s.refuse(remote, "discover", refusalReason(st), st, text)
 		return discoverStatus(st, text)
 	}
 	ns := d.GetNs()

@@ -134,6 +134,12 @@ func TestBadInput(t *testing.T) {
 		{"peers on missing data dir", []string{"peers", "--data-dir", filepath.Join(dir, "nope")}, 1, "no natter-rendezvous is running on data dir"},
 		{"mailboxes without server", []string{"mailboxes", "--data-dir", dir}, 1, "no natter-rendezvous is running on data dir " + dir},
 		{"bad mailbox limit", []string{"run", "--data-dir", dir, "--config", badMailbox}, 1, "mailbox.max_message_size:"},
+		{"backup without a server key", []string{"backup", "--data-dir", dir, filepath.Join(t.TempDir(), "b.tar")}, 1, "backup:"},
+		{"backup without file", []string{"backup", "--data-dir", dir}, 2, "natter-rendezvous backup:"},
+		{"restore of a missing file", []string{"restore", "--data-dir", dir, missing}, 1, "restore: open " + missing},
+		{"restore of garbage", []string{"restore", "--data-dir", dir, badYAML}, 1, "not a natter-rendezvous backup"},
+		{"bench with bad levels", []string{"bench", "--nodes", "10,x"}, 2, `--nodes: "x" is not a node count`},
+		{"bench with bad transports", []string{"bench", "--transports", "udp"}, 2, "transports are tcp and/or quic"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			code, _, errOut := run(t, tc.args...)
@@ -233,6 +239,36 @@ func TestRunPortInUse(t *testing.T) {
 	addr := "/ip4/127.0.0.1/tcp/" + port
 	code, _, e := run(t, "run", "--data-dir", dataDir(t), "--listen", addr)
 	oneLineErr(t, code, e, 1, "natter-rendezvous: listen "+addr+": address already in use")
+}
+
+func TestBackupRestore(t *testing.T) {
+	dir := dataDir(t)
+	code, idOut, e := run(t, "id", "--data-dir", dir)
+	require.Equal(t, 0, code, e)
+	id := strings.SplitN(idOut, "\n", 2)[0]
+
+	// No server running: backup reads the data dir itself.
+	file := filepath.Join(t.TempDir(), "rdv.tar")
+	code, out, e := run(t, "backup", "--data-dir", dir, file)
+	require.Equal(t, 0, code, e)
+	require.Contains(t, out, "no server running")
+	st, err := os.Stat(file)
+	require.NoError(t, err)
+	require.Equal(t, os.FileMode(0o600), st.Mode().Perm())
+	code, _, e = run(t, "backup", "--data-dir", dir, file)
+	oneLineErr(t, code, e, 1, "already exists; pass --force")
+	code, _, e = run(t, "backup", "--data-dir", dir, "--force", file)
+	require.Equal(t, 0, code, e)
+
+	other := dataDir(t)
+	code, out, e = run(t, "restore", "--data-dir", other, file)
+	require.Equal(t, 0, code, e)
+	require.Contains(t, out, "restored "+id)
+	code, idOut, e = run(t, "id", "--data-dir", other)
+	require.Equal(t, 0, code, e)
+	require.True(t, strings.HasPrefix(idOut, id+"\n"), "the same server after a restore")
+	code, _, e = run(t, "restore", "--data-dir", other, file)
+	oneLineErr(t, code, e, 1, "already exists; pass --force")
 }
 
 // configs/rendezvous.yaml documents every key with its default value.

@@ -106,7 +106,7 @@ NATTER_RELAY_MAX_RESERVATIONS, ...) < flags.`,
 	pf := root.PersistentFlags()
 	pf.StringVar(&g.dataDir, "data-dir", defaultDataDir(), "data dir (key, lock, admin socket); env NATTER_DATA_DIR")
 	pf.StringVar(&g.cfgFile, "config", "", "YAML config file (see configs/rendezvous.yaml)")
-	root.AddCommand(newRunCmd(g), newIDCmd(g), newPeersCmd(g), newMailboxesCmd(g))
+	root.AddCommand(newRunCmd(g), newIDCmd(g), newPeersCmd(g), newMailboxesCmd(g), newBackupCmd(g), newRestoreCmd(g), newBenchCmd(g), newBenchServerCmd(g))
 	for _, c := range root.Commands() {
 		if c.Args != nil {
 			args := c.Args

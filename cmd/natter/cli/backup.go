@@ -5,10 +5,10 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 
 	"github.com/spf13/cobra"
 
+	"github.com/natterim/natter/cmd/internal/atomicfile"
 	"github.com/natterim/natter/node"
 	"github.com/natterim/natter/node/identity"
 )
@@ -54,7 +54,7 @@ overwritten without --force; "-" writes to stdout.`,
 				if err := write(g.stdout); err != nil {
 					return fmt.Errorf("export: %w", err)
 				}
-			} else if err := writeFileAtomic(out, force, write); err != nil {
+			} else if err := atomicfile.Write(out, force, write); err != nil {
 				return fmt.Errorf("export: %w", err)
 			}
 			id, _ := identity.PeerID(dir)
@@ -99,41 +99,6 @@ func exportPassphrase(dir, passFile, exportFile string, stderr io.Writer) ([]byt
 		return nil, usageError{errors.New("export: the identity has no passphrase, but the archive needs one: give it with --export-passphrase-file FILE or NATTER_EXPORT_PASSPHRASE (or run in a terminal)")}
 	}
 	return pass, nil
-}
-
-// writeFileAtomic writes path (mode 0600) through a temporary file in the
-// same directory; without force an existing file is never replaced.
-func writeFileAtomic(path string, force bool, write func(io.Writer) error) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := write(tmp); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if force {
-		return os.Rename(tmp.Name(), path)
-	}
-	if err := os.Link(tmp.Name(), path); err != nil {
-		if errors.Is(err, os.ErrExist) {
-			return fmt.Errorf("%s already exists; pass --force to overwrite it", path)
-		}
-		return err
-	}
-	return nil
 }
 
 func newImportCmd(g *globals) *cobra.Command {
