@@ -159,6 +159,7 @@ func (n *Node) apiMux() *http.ServeMux {
 	mux.HandleFunc("POST "+v+"/contacts/{ref}/receipts", n.handleReceipts)
 	mux.HandleFunc("GET "+v+"/search", n.handleSearch)
 	mux.HandleFunc("GET "+v+"/events", n.handleEvents)
+	n.fileRoutes(mux, v)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusNotFound, fmt.Errorf("no such endpoint: %s %s", r.Method, r.URL.Path))
 	})

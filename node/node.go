@@ -99,6 +99,7 @@ type Node struct {
 	rdvs  []*rdvLink
 	links *contactLinks
 	chat  *chatter
+	files *fileMgr
 	gater *blockGater
 	reqs  *requests
 	self  selfPresence
@@ -193,6 +194,13 @@ func New(ctx context.Context, cfg Config, key crypto.PrivKey, opts ...Option) (_
 	n.chat = newChatter(n)
 	n.goRun(n.chat.commitLoop)
 	n.startServices()
+	if n.files, err = newFileMgr(n); err != nil {
+		return nil, err
+	}
+	n.svcs = append(n.svcs, n.files)
+	if err := n.files.start(ctx); err != nil {
+		return nil, err
+	}
 	n.goRun(n.idleLoop)
 
 	if n.api, err = n.startAPI(); err != nil {

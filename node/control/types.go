@@ -183,6 +183,8 @@ type PingResult struct {
 const (
 	KindText  = "text"
 	KindNudge = "nudge"
+	// KindFile is a file offer (see Message.File and GET /v1/files).
+	KindFile = "file"
 )
 
 // Message statuses. Outgoing messages go queued -> sent -> delivered ->
@@ -217,6 +219,9 @@ type Message struct {
 	// Via is how an outgoing message reached the contact: direct or
 	// relayed.
 	Via string `json:"via,omitempty"`
+	// File describes the offered file of a message of kind "file" (Text
+	// is its note).
+	File *FileRef `json:"file,omitempty"`
 }
 
 // SendRequest is POST /v1/contacts/{contact}/messages.
@@ -298,4 +303,6 @@ type Event struct {
 	Presence  string    `json:"presence,omitempty"`
 	// StatusMessage accompanies presence events.
 	StatusMessage string `json:"status_message,omitempty"`
+	// Transfer accompanies file events.
+	Transfer *Transfer `json:"transfer,omitempty"`
 }
