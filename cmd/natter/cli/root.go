@@ -97,6 +97,7 @@ back to the rendezvous relay when no direct link is possible.`,
 		newPasswdCmd(g),
 		newExportCmd(g),
 		newImportCmd(g),
+		newSendFileCmd(g), newFilesCmd(g),
 	)
 	// Unknown subcommands and wrong argument counts are usage errors.
 	for _, c := range root.Commands() {
