@@ -325,15 +325,6 @@ func (s *Store) Checkpoint(ctx context.Context, id chat.MsgID, done int64, hashS
 	return nil
 }
 
-// SentUpTo records how far the receiver fetched an outgoing transfer. It
-// does not wait for the disk: it only feeds status.
-func (s *Store) SentUpTo(ctx context.Context, id chat.MsgID, done int64) error {
-	return s.lazyTx(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `UPDATE transfers SET done_bytes = ? WHERE id = ? AND outgoing`, done, id[:])
-		return err
-	})
-}
-
 // UpdateTransfer changes one transfer in a transaction: edit sees the
 // current row and changes State, Reason, Path, Via or DoneBytes/HashState;
 // once the state is final the chunk sums are dropped. edit
