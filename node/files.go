@@ -441,12 +441,16 @@ func (m *fileMgr) download(ctx context.Context, t *store.Transfer, path string) 
 	if err := f.Truncate(t.DoneBytes); err != nil {
 		return fmt.Errorf("truncate partial file: %w", err)
 	}
+	if err := preallocate(f, t.DoneBytes, t.Size-t.DoneBytes); err != nil {
+		return fmt.Errorf("reserve space for the file: %w", err)
+	}
 
 	live := m.startLive(*t, t.DoneBytes)
 	defer m.stopLive(t.ID)
 	cp := newCheckpointer(m.n.store, f, t.ID, t.DoneBytes)
 	opts.Opened = func(c network.Conn) {
 		via := connPath(c)
+		m.n.log.Debug("file stream open", "transfer", t.ID, "via", via, "transport", transportName(c.RemoteMultiaddr()))
 		live.mu.Lock()
 		live.path = via
 		live.mu.Unlock()

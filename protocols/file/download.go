@@ -259,7 +259,7 @@ func finalCheck(o Offer, whole hash.Hash) error {
 }
 
 // pipelineDepth is the number of piece buffers of one download.
-const pipelineDepth = 8
+const pipelineDepth = 16
 
 type piece struct {
 	buf   []byte

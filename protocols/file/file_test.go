@@ -9,7 +9,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -499,6 +501,34 @@ func TestMisbehavingReceiver(t *testing.T) {
 		require.Eventually(t, func() bool { return len(p.doneErrs()) == 1 }, 5*time.Second, 10*time.Millisecond)
 		require.ErrorContains(t, p.doneErrs()[0], "changed")
 	})
+}
+
+// fullDisk fails every write after the first limit bytes with ENOSPC.
+type fullDisk struct {
+	memFile
+	limit int64
+}
+
+func (f *fullDisk) WriteAt(p []byte, off int64) (int, error) {
+	if off+int64(len(p)) > f.limit {
+		return 0, &os.PathError{Op: "write", Path: "partial", Err: syscall.ENOSPC}
+	}
+	return f.memFile.WriteAt(p, off)
+}
+
+// TestDiskFull: a destination that runs out of space stops the download
+// with the write error as it is (the node pauses on ENOSPC), after the
+// chunks written before it were reported.
+func TestDiskFull(t *testing.T) {
+	p := newProvider()
+	recv, send, _ := pair(t, p)
+	f := newTestFile(t, 1<<20, file.MinChunkSize)
+	p.add(f, recv.ID())
+	var last int
+	_, err := file.Download(ctx(t), recv, send.ID(), f.offer, f.hashes.Sums, 0, &fullDisk{limit: 5 * file.MinChunkSize}, sha256.New(),
+		file.FetchOptions{Written: func(chunk int, _ int64) error { last = chunk; return nil }})
+	require.ErrorIs(t, err, syscall.ENOSPC)
+	require.Equal(t, 4, last, "chunks before the full disk are reported written")
 }
 
 func TestCloseIdempotent(t *testing.T) {

@@ -82,6 +82,8 @@ const (
 	pieceSize = 1 << 20
 	// checkEvery is how often (in bytes) the sender calls Source.Check.
 	checkEvery = 64 << 20
+	// readAhead is how many pieces the sender reads ahead of the stream.
+	readAhead = 3
 )
 
 // WithLogger sets the logger (default: discard).
@@ -177,7 +179,7 @@ func (s *Service) release(p peer.ID) {
 
 func (s *Service) handle(st network.Stream) {
 	from := st.Conn().RemotePeer()
-	err := wire.Serve(st, wire.ServeOptions{Service: ServiceName, Memory: s.cfg.pieceSize + MaxHashesSize}, func(st network.Stream) error {
+	err := wire.Serve(st, wire.ServeOptions{Service: ServiceName, Memory: readAhead*s.cfg.pieceSize + MaxHashesSize}, func(st network.Stream) error {
 		return s.serve(st, from)
 	})
 	if err != nil {
@@ -278,19 +280,58 @@ func (s *Service) sendData(st network.Stream, src *Source, fromChunk int64) erro
 	if err := s.answer(st, &pb.Response{Status: pb.Status_OK, Length: uint64(length)}); err != nil {
 		return err
 	}
-	buf := make([]byte, s.cfg.pieceSize)
+	// A reader goroutine keeps readAhead pieces ready, so that reading
+	// the file and writing the stream overlap.
+	type piece struct {
+		buf []byte
+		n   int
+		err error
+	}
+	free := make(chan []byte, readAhead)
+	for range readAhead {
+		free <- make([]byte, s.cfg.pieceSize)
+	}
+	full := make(chan piece, readAhead)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		defer close(full)
+		for off := start; off < src.Size; {
+			var buf []byte
+			select {
+			case buf = <-free:
+			case <-stop:
+				return
+			}
+			n := int(min(int64(len(buf)), src.Size-off))
+			_, err := src.File.ReadAt(buf[:n], off)
+			if errors.Is(err, io.EOF) {
+				err = errors.New("the file is shorter than offered")
+			}
+			select {
+			case full <- piece{buf, n, err}:
+			case <-stop:
+				return
+			}
+			if err != nil {
+				return
+			}
+			off += int64(n)
+		}
+	}()
+	defer wg.Wait()
+	defer close(stop)
+
 	var (
 		off       = start
 		lastDL    time.Time
 		nextCheck = start + s.cfg.checkEvery
 	)
-	for off < src.Size {
-		n := int(min(int64(len(buf)), src.Size-off))
-		if _, err := src.File.ReadAt(buf[:n], off); err != nil {
-			if errors.Is(err, io.EOF) {
-				err = errors.New("the file is shorter than offered")
-			}
-			return fmt.Errorf("read file: %w", err)
+	for p := range full {
+		if p.err != nil {
+			return fmt.Errorf("read file: %w", p.err)
 		}
 		// Moving the deadline costs a timer reset: do it a few times per
 		// stall period, not for every piece.
@@ -300,10 +341,11 @@ func (s *Service) sendData(st network.Stream, src *Source, fromChunk int64) erro
 			}
 			lastDL = now
 		}
-		if _, err := st.Write(buf[:n]); err != nil {
+		if _, err := st.Write(p.buf[:p.n]); err != nil {
 			return fmt.Errorf("write data: %w", err)
 		}
-		off += int64(n)
+		off += int64(p.n)
+		free <- p.buf
 		if src.Progress != nil {
 			src.Progress(off)
 		}
