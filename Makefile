@@ -32,10 +32,12 @@ fuzz:
 	FUZZTIME=$${FUZZTIME:-1m} scripts/fuzz-smoke.sh
 
 # Benchmarks in the NAT lab (see README): time from daemon start to a
-# direct link, and chat throughput/latency against a bare libp2p stream.
+# direct link, chat throughput/latency against a bare libp2p stream, and
+# file throughput against a raw TCP copy (capped and uncapped).
 bench:
 	$(GO) test ./test/e2e -run '^$$' -bench TimeToDirect -benchtime 10x
 	$(GO) test ./test/e2e -run '^$$' -bench Chat -benchtime 3x
+	$(GO) test ./test/e2e -run '^$$' -bench FileTransfer -benchtime 3x
 
 proto:
 	scripts/gen-proto.sh

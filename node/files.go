@@ -496,6 +496,7 @@ func (m *fileMgr) handleErr(ctx context.Context, t *store.Transfer, err error, b
 		re *file.RefusedError
 		ce *file.ChunkError
 		pe *fs.PathError
+		le *os.LinkError
 	)
 	switch {
 	case errors.As(err, &re):
@@ -532,7 +533,7 @@ func (m *fileMgr) handleErr(ctx context.Context, t *store.Transfer, err error, b
 		return next{wait: m.retryDisk()}
 	case errors.Is(err, file.ErrNoConnection):
 		return next{onLink: true, wait: time.Second}
-	case errors.As(err, &pe), errors.Is(err, store.ErrDiskFull):
+	case errors.As(err, &pe), errors.As(err, &le), errors.Is(err, store.ErrDiskFull):
 		m.pause(ctx, t, "cannot write the file: "+err.Error())
 		return next{wait: time.Minute}
 	}
@@ -586,6 +587,9 @@ func (m *fileMgr) place(ctx context.Context, t *store.Transfer, partial string) 
 				return t.Path, nil // copied there before a crash
 			}
 		}
+	}
+	if err := os.MkdirAll(m.downloadDir, 0o700); err != nil {
+		return "", err
 	}
 	for i := 0; i < 10000; i++ {
 		name := t.Name
@@ -773,7 +777,8 @@ func (c *checkpointer) finish(ctx context.Context) (int64, error) {
 // peers they were offered to.
 func (m *fileMgr) Source(ctx context.Context, from peer.ID, id file.TransferID, conn network.Conn, kind filepb.Kind) (*file.Source, error) {
 	t, err := m.n.store.GetTransfer(ctx, chat.MsgID(id))
-	if err != nil || !t.Outgoing || t.Peer != from {
+	if err != nil || !t.Outgoing || t.Peer != from || !m.n.isAccepted(ctx, from) {
+		// Only the contact it was offered to, while it is a contact.
 		return nil, file.Refuse(file.StatusNotFound, "")
 	}
 	switch t.State {

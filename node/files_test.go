@@ -430,3 +430,23 @@ func mustKey(t *testing.T) crypto.PrivKey {
 	require.NoError(t, err)
 	return sk
 }
+
+func TestFilesConfigValidate(t *testing.T) {
+	for _, tc := range []struct {
+		edit func(*Config)
+		want string
+	}{
+		{func(c *Config) { c.Files.DownloadDir = "relative/dir" }, "files.download_dir"},
+		{func(c *Config) { c.Files.AutoAcceptMax = -1 }, "files.auto_accept_max"},
+		{func(c *Config) { c.Files.RelayMax = file.MaxFileSize + 1 }, "files.relay_max"},
+		{func(c *Config) { c.Files.StallTimeout = time.Second }, "files.stall_timeout"},
+	} {
+		c := DefaultConfig()
+		c.DataDir = "/x"
+		tc.edit(&c)
+		require.ErrorContains(t, c.Validate(), tc.want)
+	}
+	c := DefaultConfig()
+	c.DataDir, c.Files.DownloadDir, c.Files.AutoAcceptMax, c.Files.RelayMax = "/x", "/home/a/Downloads", 0, 0
+	require.NoError(t, c.Validate())
+}

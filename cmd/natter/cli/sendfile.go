@@ -262,8 +262,10 @@ func barLine(t control.Transfer, width int) string {
 			info += ": " + t.Reason
 		}
 	}
-	barW := min(max(width/3, 10), 40)
-	if room := width - barW - 3; room > 10 {
+	// The bar keeps one width (10 to 40 columns) and leaves room for the
+	// numbers of a transfer in progress; a long reason is cut.
+	barW := min(max(width-1-2-54, 10), 40)
+	if room := width - 1 - barW - 2; room > 10 {
 		info = truncRunes(info, room)
 	}
 	fill := barW * percent(t) / 100
