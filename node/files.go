@@ -27,6 +27,7 @@ import (
 	"github.com/natterim/natter/protocols/chat/pb"
 	"github.com/natterim/natter/protocols/file"
 	filepb "github.com/natterim/natter/protocols/file/pb"
+	"github.com/natterim/natter/protocols/wire"
 )
 
 // File transfer (protocols/file moves the bytes; store/files.go keeps the
@@ -146,6 +147,7 @@ func (m *fileMgr) start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	m.removeLeftovers(ts)
 	for _, t := range ts {
 		if t.State == store.TransferTransferring {
 			t, _, err = m.n.store.UpdateTransfer(ctx, t.ID, func(t *store.Transfer) (*store.NewOutgoing, error) {
@@ -162,6 +164,35 @@ func (m *fileMgr) start(ctx context.Context) error {
 	}
 	m.n.goRun(m.progressLoop)
 	return nil
+}
+
+// removeLeftovers deletes partial files of transfers that are over (a
+// crash or a shutdown came between the end and the deletion) and copies a
+// crash left in the downloads folder.
+func (m *fileMgr) removeLeftovers(active []store.Transfer) {
+	keep := map[string]bool{}
+	for _, t := range active {
+		if !t.Outgoing {
+			keep[filepath.Base(m.partialPath(t.ID))] = true
+		}
+	}
+	if es, err := os.ReadDir(m.partialDir); err == nil {
+		for _, e := range es {
+			name := e.Name()
+			id, ok := strings.CutSuffix(name, ".part")
+			if _, err := chat.ParseID(id); ok && err == nil && !keep[name] && e.Type().IsRegular() {
+				_ = os.Remove(filepath.Join(m.partialDir, name))
+			}
+		}
+	}
+	if es, err := os.ReadDir(m.downloadDir); err == nil {
+		for _, e := range es {
+			name := e.Name()
+			if strings.HasPrefix(name, ".natter-") && strings.HasSuffix(name, ".tmp") && e.Type().IsRegular() {
+				_ = os.Remove(filepath.Join(m.downloadDir, name))
+			}
+		}
+	}
 }
 
 func (m *fileMgr) retryDisk() time.Duration { return time.Duration(m.diskRetry.Load()) }
@@ -235,6 +266,9 @@ func (m *fileMgr) received(ts []store.Transfer) {
 		case !t.Outgoing && t.State == store.TransferAccepted:
 			m.startRun(t.ID)
 		case !t.Outgoing && store.FinalState(t.State):
+			if m.n.ctx.Err() != nil {
+				continue // shutting down; the partial file goes at the next start
+			}
 			id := t.ID
 			m.n.goRun(func(context.Context) { m.stopRun(id, true) })
 		case t.Outgoing && store.FinalState(t.State):
@@ -319,7 +353,7 @@ type next struct {
 // saved, the transfer fails, or it is stopped.
 func (m *fileMgr) run(ctx context.Context, id chat.MsgID, kick <-chan struct{}) {
 	bo := newBackoff(time.Second, 30*time.Second)
-	bad := 0
+	var bad badTries
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for ctx.Err() == nil {
@@ -358,8 +392,15 @@ func (m *fileMgr) run(ctx context.Context, id chat.MsgID, kick <-chan struct{}) 
 	}
 }
 
+// badTries counts failed chunk checks (and early ends of the data) at the
+// same point of a transfer.
+type badTries struct {
+	n  int
+	at int64
+}
+
 // attempt makes one try at an incoming transfer.
-func (m *fileMgr) attempt(ctx context.Context, t *store.Transfer, bad *int, bo *backoff) next {
+func (m *fileMgr) attempt(ctx context.Context, t *store.Transfer, bad *badTries, bo *backoff) next {
 	name := m.label(ctx, t.Peer)
 	path, _ := m.n.pathTo(t.Peer)
 	relayMax := m.n.cfg.Files.RelayMax
@@ -483,11 +524,14 @@ func (m *fileMgr) download(ctx context.Context, t *store.Transfer, path string) 
 	if durable != t.Size {
 		return fmt.Errorf("download ended at %d of %d bytes", durable, t.Size)
 	}
+	if res.Trailing {
+		m.n.metrics.StreamError("file", fmt.Errorf("bytes past the offered size: %w", wire.ErrInvalid))
+	}
 	return m.finish(ctx, t, res.Trailing)
 }
 
 // handleErr decides what a failed attempt means.
-func (m *fileMgr) handleErr(ctx context.Context, t *store.Transfer, err error, bad *int, bo *backoff) next {
+func (m *fileMgr) handleErr(ctx context.Context, t *store.Transfer, err error, bad *badTries, bo *backoff) next {
 	if ctx.Err() != nil {
 		return next{stop: true}
 	}
@@ -517,12 +561,17 @@ func (m *fileMgr) handleErr(ctx context.Context, t *store.Transfer, err error, b
 		m.pause(ctx, t, name+" is busy with other transfers; retrying")
 		return next{wait: bo.next()}
 	case errors.Is(err, file.ErrHashList), errors.Is(err, file.ErrFileHash), errors.Is(err, file.ErrLength):
+		m.n.metrics.StreamError("file", err)
 		m.fail(ctx, t, err.Error(), true)
 		return next{stop: true}
 	case errors.As(err, &ce), errors.Is(err, file.ErrShort):
-		*bad++
-		if *bad >= maxBadTries {
-			m.fail(ctx, t, fmt.Sprintf("%v (%d times; the sender's file changed or it is faulty)", err, *bad), true)
+		m.n.metrics.StreamError("file", err)
+		if t.DoneBytes != bad.at {
+			bad.n, bad.at = 0, t.DoneBytes // progress since the last one
+		}
+		bad.n++
+		if bad.n >= maxBadTries {
+			m.fail(ctx, t, fmt.Sprintf("%v (%d times; the sender's file changed or it is faulty)", err, bad.n), true)
 			return next{stop: true}
 		}
 		m.pause(ctx, t, err.Error()+"; fetching it again")
@@ -537,6 +586,7 @@ func (m *fileMgr) handleErr(ctx context.Context, t *store.Transfer, err error, b
 		m.pause(ctx, t, "cannot write the file: "+err.Error())
 		return next{wait: time.Minute}
 	}
+	m.n.metrics.StreamError("file", err)
 	reason := "interrupted: " + shortErr(err) + "; retrying"
 	m.pause(ctx, t, reason)
 	m.n.log.Debug("file transfer interrupted", "transfer", t.ID, "peer", t.Peer.ShortString(), "err", err)

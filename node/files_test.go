@@ -223,6 +223,38 @@ func TestFileChangedAfterOffer(t *testing.T) {
 	require.Empty(t, entries)
 }
 
+// TestFileChangedKeepingMtime: the sender's file is rewritten after the
+// offer with the same size and modification time, so only the chunk check
+// can tell: the bad chunk is fetched again (three times), then the
+// transfer fails on both sides and nothing is saved.
+func TestFileChangedKeepingMtime(t *testing.T) {
+	a, b := filesPair(t, func(c *Config) { c.Files.AutoAcceptMax = 0 })
+	ctx := context.Background()
+	src, data := writeFile(t, t.TempDir(), "sneaky.bin", 3<<20)
+	fi, err := os.Stat(src)
+	require.NoError(t, err)
+	out, err := apiClient(a).SendFile(ctx, "bob", control.SendFileRequest{Path: src})
+	require.NoError(t, err)
+	waitTransfer(t, b, out.ID, control.TransferOffered, 20*time.Second)
+	data[2<<20+5] ^= 0xff // in the third chunk
+	require.NoError(t, os.WriteFile(src, data, 0o600))
+	require.NoError(t, os.Chtimes(src, fi.ModTime(), fi.ModTime()))
+	_, err = apiClient(b).FileAction(ctx, out.ID, "accept")
+	require.NoError(t, err)
+	in := waitTransfer(t, b, out.ID, control.TransferFailed, 30*time.Second)
+	require.Contains(t, in.Reason, "chunk 2 does not match")
+	require.Contains(t, in.Reason, "3 times")
+	o := waitTransfer(t, a, out.ID, control.TransferFailed, 30*time.Second)
+	require.Contains(t, o.Reason, "chunk 2")
+	entries, err := os.ReadDir(filepath.Join(b.cfg.DataDir, "downloads"))
+	require.NoError(t, err)
+	require.Empty(t, entries)
+	entries, err = os.ReadDir(filepath.Join(b.cfg.DataDir, "partial"))
+	require.NoError(t, err)
+	require.Empty(t, entries)
+	require.Equal(t, 3.0, b.metrics.Count("file", "invalid"), "each bad chunk is counted")
+}
+
 // TestFileHostileOffers injects offers a lying sender would make straight
 // into alice's outbox: hostile names are saved under safe names inside the
 // downloads folder; invalid offers end failed with the reason, on both
@@ -343,7 +375,13 @@ func TestFileResumeAfterRestart(t *testing.T) {
 	require.Less(t, tr.DoneBytes, int64(len(data)))
 	require.Equal(t, store.TransferTransferring, tr.State)
 
+	// A partial file of a transfer that is over (left by a crash) goes at
+	// the start; the live one stays.
+	stray := filepath.Join(cb.DataDir, "partial", chat.NewID().String()+".part")
+	require.NoError(t, os.WriteFile(stray, []byte("old"), 0o600))
 	b2 := startTestNode(t, cb, skB, "bob")
+	_, err = os.Stat(stray)
+	require.True(t, errors.Is(err, os.ErrNotExist), "a stray partial file survived the start")
 	a.Host().Peerstore().AddAddrs(b2.ID(), b2.Host().Addrs(), time.Hour)
 	b2.Host().Peerstore().AddAddrs(a.ID(), a.Host().Addrs(), time.Hour)
 	ev := subscribe(t, b2)
