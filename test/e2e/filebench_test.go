@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -44,6 +45,8 @@ const (
 //	alice-cpu-ms/MiB, bob-cpu-ms/MiB
 //	              CPU time the sending and receiving daemons spent per MiB
 //	              (what bounds the uncapped rate on a small machine)
+//	tcp-cpu-ms/MiB
+//	              the same for both ends of the raw TCP copy
 //	alice-rss-MiB, bob-rss-MiB
 //	              the largest resident set of the sending and receiving
 //	              daemons while the file moved; base-*-rss-MiB before it
@@ -97,9 +100,10 @@ func BenchmarkFileTransfer(b *testing.B) {
 			}
 			defer alice.host.Router().LimitWAN(0)
 			src, _ := randomFile(b, dir, tc.name+".bin", tc.size)
-			var natter, tcp, rssA, rssB, baseA, baseB, cpuA, cpuB []float64
+			var natter, tcp, tcpCPU, rssA, rssB, baseA, baseB, cpuA, cpuB []float64
 			for range b.N {
-				tcp = append(tcp, rawTCP(b, alice.host, tcpAddr, tc.size))
+				rate, cpu := rawTCP(b, alice.host, tcpAddr, tc.size)
+				tcp, tcpCPU = append(tcp, rate), append(tcpCPU, cpu)
 				res := natterTransfer(b, alice, bob, src, tc.size)
 				natter = append(natter, res.rate)
 				rssA, rssB = append(rssA, res.rssA), append(rssB, res.rssB)
@@ -116,14 +120,16 @@ func BenchmarkFileTransfer(b *testing.B) {
 			b.ReportMetric(median(baseB), "base-bob-rss-MiB")
 			b.ReportMetric(median(cpuA), "alice-cpu-ms/MiB")
 			b.ReportMetric(median(cpuB), "bob-cpu-ms/MiB")
+			b.ReportMetric(median(tcpCPU), "tcp-cpu-ms/MiB")
 			b.ReportMetric(0, "ns/op")
 		})
 	}
 }
 
 // rawTCP copies size bytes from h to addr with a plain Go TCP connection
-// and returns MB/s (until the sink confirmed it read everything).
-func rawTCP(b *testing.B, h *lab.Host, addr string, size int64) float64 {
+// and returns MB/s (until the sink confirmed it read everything) and the
+// CPU both ends spent per MiB.
+func rawTCP(b *testing.B, h *lab.Host, addr string, size int64) (float64, float64) {
 	b.Helper()
 	src := *h
 	src.Env = []string{benchRoleEnv + "=" + roleTCPSource, fileBenchAddr + "=" + addr, fileBenchSize + "=" + strconv.FormatInt(size, 10)}
@@ -138,11 +144,11 @@ func rawTCP(b *testing.B, h *lab.Host, addr string, size int64) float64 {
 	if i < 0 {
 		b.Fatalf("tcp source printed no result: %s", s)
 	}
-	var rate float64
-	if _, err := fmt.Sscan(s[i+len("RESULT "):], &rate); err != nil {
+	var rate, cpu float64
+	if _, err := fmt.Sscan(s[i+len("RESULT "):], &rate, &cpu); err != nil {
 		b.Fatalf("tcp source result: %v: %s", err, s)
 	}
-	return rate
+	return rate, cpu
 }
 
 type transferResult struct {
@@ -244,6 +250,15 @@ func rssMiB(pid int) float64 {
 	return 0
 }
 
+// selfCPUMillis is the CPU time this process used so far, in ms.
+func selfCPUMillis() float64 {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e6
+}
+
 // cpuMillis is the CPU time (user + system) process pid used so far, in
 // ms.
 func cpuMillis(pid int) float64 {
@@ -281,8 +296,9 @@ func TestFileBenchChild(t *testing.T) {
 			}
 			go func() {
 				defer c.Close()
+				cpu0 := selfCPUMillis()
 				n, _ := io.CopyBuffer(io.Discard, c, make([]byte, 1<<20))
-				fmt.Fprintf(c, "%d\n", n)
+				fmt.Fprintf(c, "%d %f\n", n, selfCPUMillis()-cpu0)
 			}()
 		}
 	case roleTCPSource:
@@ -296,6 +312,7 @@ func TestFileBenchChild(t *testing.T) {
 		}
 		defer c.Close()
 		buf := make([]byte, 1<<20)
+		cpu0 := selfCPUMillis()
 		start := time.Now()
 		for sent := int64(0); sent < size; {
 			n := int(min(int64(len(buf)), size-sent))
@@ -305,11 +322,15 @@ func TestFileBenchChild(t *testing.T) {
 			sent += int64(n)
 		}
 		_ = c.(*net.TCPConn).CloseWrite()
-		var got int64
-		if _, err := fmt.Fscan(c, &got); err != nil || got != size {
+		var (
+			got     int64
+			sinkCPU float64
+		)
+		if _, err := fmt.Fscan(c, &got, &sinkCPU); err != nil || got != size {
 			t.Fatalf("sink read %d of %d bytes: %v", got, size, err)
 		}
-		fmt.Printf("RESULT %f\n", float64(size)/1e6/time.Since(start).Seconds())
+		rate := float64(size) / 1e6 / time.Since(start).Seconds()
+		fmt.Printf("RESULT %f %f\n", rate, (selfCPUMillis()-cpu0+sinkCPU)/(float64(size)/(1<<20)))
 	default:
 		t.Skip("runs only as a child of BenchmarkFileTransfer")
 	}
