@@ -8,7 +8,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -108,14 +107,20 @@ func (n *nodeProc) transfer(t testing.TB, id string) control.Transfer {
 func waitTransferState(t *testing.T, n *nodeProc, id, state string, within time.Duration) control.Transfer {
 	t.Helper()
 	var tr control.Transfer
-	waitFor(t, within, fmt.Sprintf("%s: transfer %s %s", n.name, id, state), func() bool {
+	deadline := time.Now().Add(within)
+	for {
 		tr = n.transfer(t, id)
-		if tr.State != state && (tr.State == control.TransferFailed || tr.State == control.TransferCancelled) {
+		if tr.State == state {
+			return tr
+		}
+		if tr.State == control.TransferFailed || tr.State == control.TransferCancelled {
 			t.Fatalf("%s: transfer %s %s: %s", n.name, id, tr.State, tr.Reason)
 		}
-		return tr.State == state
-	})
-	return tr
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: transfer %s not %s within %s; it is %s at %d bytes (%s)", n.name, id, state, within, tr.State, tr.BytesDone, tr.Reason)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // TestFileDirect: a 64 MiB file across two cone NATs arrives intact over
@@ -186,6 +191,8 @@ func TestFileResumeAfterKill(t *testing.T) {
 	}
 	waitFor(t, transferWithin, "a third of the file at bob", progressed(bob, size/3))
 	bob.proc.Kill()
+	// As in TestReconnectAfterRestart: restart once the survivor noticed.
+	waitPath(t, alice, bob, control.PathNone, 30*time.Second)
 	bob.start(t)
 	// Straight after the restart, before any new data: the checkpoint.
 	resumedAt := bob.transfer(t, id).BytesDone
@@ -196,6 +203,7 @@ func TestFileResumeAfterKill(t *testing.T) {
 
 	waitFor(t, transferWithin, "two thirds of the file at bob", progressed(bob, 2*size/3))
 	alice.proc.Kill()
+	waitPath(t, bob, alice, control.PathNone, 30*time.Second)
 	waitFor(t, 30*time.Second, "bob to pause", func() bool {
 		tr := bob.transfer(t, id)
 		return tr.State == control.TransferPaused && tr.Reason != ""
@@ -203,6 +211,12 @@ func TestFileResumeAfterKill(t *testing.T) {
 	pausedAt := bob.transfer(t, id).BytesDone
 	alice.start(t)
 
+	t.Cleanup(func() {
+		if t.Failed() {
+			os.WriteFile("/tmp/resume-bob.log", []byte(bob.proc.Log()), 0o644)
+			os.WriteFile("/tmp/resume-alice.log", []byte(alice.proc.Log()), 0o644)
+		}
+	})
 	in := waitTransferState(t, bob, id, control.TransferDone, transferWithin)
 	if got := sha256File(t, in.FinalPath); got != sum {
 		t.Fatalf("received file's SHA-256 %s, want %s", got, sum)
