@@ -33,12 +33,14 @@ fuzz:
 	FUZZTIME=$${FUZZTIME:-1m} scripts/fuzz-smoke.sh
 
 # Benchmarks in the NAT lab (see README): time from daemon start to a
-# direct link, and chat throughput/latency against a bare libp2p stream;
-# then the rendezvous at 100 and 1,000 nodes against go-libp2p's stock
-# limits (about 6 minutes; `make bench-capacity` for the full curve).
+# direct link, chat throughput/latency against a bare libp2p stream, file
+# throughput against a raw TCP copy (capped and uncapped); then the
+# rendezvous at 100 and 1,000 nodes against go-libp2p's stock limits (about
+# 10 minutes in all; `make bench-capacity` for the full curve).
 bench: build
 	$(GO) test ./test/e2e -run '^$$' -bench TimeToDirect -benchtime 10x
 	$(GO) test ./test/e2e -run '^$$' -bench Chat -benchtime 3x
+	$(GO) test ./test/e2e -run '^$$' -bench FileTransfer -benchtime 3x
 	bin/natter-rendezvous bench --nodes 100,1000 --baseline 100,1000
 
 # The rendezvous capacity curve of the README: 100 to 5,000 nodes over TCP

@@ -163,6 +163,7 @@ func (n *Node) apiMux() *http.ServeMux {
 	n.namesRoutes(mux, v)
 	n.profileRoutes(mux, v)
 	n.mailboxRoutes(mux, v)
+	n.fileRoutes(mux, v)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusNotFound, fmt.Errorf("no such endpoint: %s %s", r.Method, r.URL.Path))
 	})

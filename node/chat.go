@@ -12,6 +12,7 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/natterim/natter/node/control"
 	"github.com/natterim/natter/node/store"
@@ -459,6 +460,13 @@ func toWire(e store.OutboxEntry) *pb.Message {
 		m.Kind = pb.Kind_DELIVERED
 	case store.KindRead:
 		m.Kind = pb.Kind_READ
+	case store.KindFile:
+		// The history text is the note; the offer carries it.
+		m.Kind, m.Text, m.FileOffer = pb.Kind_FILE_OFFER, "", &pb.FileOffer{}
+		_ = proto.Unmarshal(e.Payload, m.FileOffer)
+	case store.KindFileUpdate:
+		m.Kind, m.FileUpdate = pb.Kind_FILE_UPDATE, &pb.FileUpdate{}
+		_ = proto.Unmarshal(e.Payload, m.FileUpdate)
 	}
 	for _, r := range e.Refs {
 		m.Refs = append(m.Refs, r[:])
@@ -490,6 +498,14 @@ func (c *chatter) Receive(ctx context.Context, from peer.ID, conn network.Conn, 
 			for _, r := range m.GetRefs() {
 				in.Refs = append(in.Refs, chat.MsgID(r))
 			}
+		case pb.Kind_FILE_OFFER:
+			in.Kind, in.Offer = store.KindFile, c.n.files.incomingOffer(ctx, from, m)
+			in.Text = in.Offer.Transfer.Note
+		case pb.Kind_FILE_UPDATE:
+			in.Kind, in.Update = store.KindFileUpdate, c.n.files.incomingUpdate(ctx, from, m.GetFileUpdate())
+			if in.Update == nil {
+				continue // a state this version does not know
+			}
 		case pb.Kind_TYPING_STARTED, pb.Kind_TYPING_STOPPED:
 			t := m.GetKind() == pb.Kind_TYPING_STARTED
 			typing = &t
@@ -520,6 +536,12 @@ func (c *chatter) Receive(ctx context.Context, from peer.ID, conn network.Conn, 
 		typing = &stopped
 	}
 	c.applyChanges(from, res.Changed, "")
+	c.n.files.received(res.Transfers)
+	if len(res.Queued) > 0 {
+		if ob := c.existingBox(from); ob != nil {
+			ob.wake()
+		}
+	}
 	if typing != nil {
 		c.n.publish(control.Event{Type: control.EventTyping, PeerID: from.String(), Name: name, Typing: typing})
 	}
@@ -612,6 +634,9 @@ func (c *chatter) toAPI(m store.Message, name string) control.Message {
 		}
 	} else {
 		out.Direction, out.From = "in", m.Peer.String()
+	}
+	if m.Kind == store.KindFile {
+		out.File = c.n.files.ref(m.ID)
 	}
 	return out
 }

@@ -4,12 +4,15 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/natterim/natter/protocols/file"
 )
 
 // Config is everything a node can be told. Field tags are the config-file
@@ -55,6 +58,8 @@ type Config struct {
 	Names NamesConfig `mapstructure:"names"`
 	// Mailbox configures offline delivery through the rendezvous.
 	Mailbox MailboxConfig `mapstructure:"mailbox"`
+	// Files configures file transfer.
+	Files FilesConfig `mapstructure:"files"`
 	// Control configures the control API.
 	Control ControlConfig `mapstructure:"control"`
 	// LogLevel is debug, info, warn or error; LogFormat text or json.
@@ -126,6 +131,25 @@ type MailboxConfig struct {
 	TokenTTL time.Duration `mapstructure:"token_ttl"`
 }
 
+// FilesConfig configures file transfer.
+type FilesConfig struct {
+	// DownloadDir is where received files are saved ("" =
+	// <data_dir>/downloads). Partial files stay in <data_dir>/partial.
+	DownloadDir string `mapstructure:"download_dir"`
+	// AutoAcceptMax: files from accepted contacts up to this many bytes
+	// are accepted without asking; larger ones wait for natter files
+	// accept. 0 always asks.
+	AutoAcceptMax int64 `mapstructure:"auto_accept_max"`
+	// RelayMax is the largest file, in bytes, sent or fetched over a
+	// relayed connection; larger ones wait for a direct link. Keep it well
+	// under the rendezvous's relay.circuit_data_limit. 0: never over a
+	// relay.
+	RelayMax int64 `mapstructure:"relay_max"`
+	// StallTimeout pauses (and retries) a transfer that moved no data for
+	// this long.
+	StallTimeout time.Duration `mapstructure:"stall_timeout"`
+}
+
 // ControlConfig configures the control API.
 type ControlConfig struct {
 	// Socket is the unix socket path ("" = <data_dir>/control.sock).
@@ -172,6 +196,11 @@ func DefaultConfig() Config {
 			Poll:           time.Minute,
 			StatusInterval: 5 * time.Minute,
 			TokenTTL:       30 * 24 * time.Hour,
+		},
+		Files: FilesConfig{
+			AutoAcceptMax: 16 << 20,
+			RelayMax:      8 << 20,
+			StallTimeout:  30 * time.Second,
 		},
 		LogLevel:  "info",
 		LogFormat: "text",
@@ -240,6 +269,18 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("names.max_record_age: %s is under twice names.renew_interval (%s)", c.Names.MaxRecordAge, c.Names.RenewInterval))
 	}
 	errs = append(errs, c.Mailbox.validate()...)
+	if c.Files.DownloadDir != "" && !filepath.IsAbs(c.Files.DownloadDir) {
+		errs = append(errs, fmt.Errorf("files.download_dir: %q is not an absolute path", c.Files.DownloadDir))
+	}
+	if c.Files.AutoAcceptMax < 0 || c.Files.AutoAcceptMax > file.MaxFileSize {
+		errs = append(errs, fmt.Errorf("files.auto_accept_max: %d is outside 0..%d", c.Files.AutoAcceptMax, file.MaxFileSize))
+	}
+	if c.Files.RelayMax < 0 || c.Files.RelayMax > file.MaxFileSize {
+		errs = append(errs, fmt.Errorf("files.relay_max: %d is outside 0..%d", c.Files.RelayMax, file.MaxFileSize))
+	}
+	if c.Files.StallTimeout < 2*time.Second || c.Files.StallTimeout > 10*time.Minute {
+		errs = append(errs, fmt.Errorf("files.stall_timeout: %s is outside 2s..10m", c.Files.StallTimeout))
+	}
 	if c.Control.TCPListen != "" {
 		ap, err := netip.ParseAddrPort(c.Control.TCPListen)
 		if err != nil {

@@ -100,6 +100,7 @@ type Node struct {
 	links *contactLinks
 	chat  *chatter
 	mail  *mailer
+	files *fileMgr
 	gater *blockGater
 	reqs  *requests
 	self  selfPresence
@@ -199,6 +200,13 @@ func New(ctx context.Context, cfg Config, key crypto.PrivKey, opts ...Option) (_
 	n.startProfile()
 	n.names = newNameDir()
 	n.startMailbox(o.reg)
+	if n.files, err = newFileMgr(n); err != nil {
+		return nil, err
+	}
+	n.svcs = append(n.svcs, n.files)
+	if err := n.files.start(ctx); err != nil {
+		return nil, err
+	}
 	n.goRun(n.idleLoop)
 
 	if n.api, err = n.startAPI(); err != nil {

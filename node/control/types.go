@@ -189,6 +189,8 @@ type PingResult struct {
 const (
 	KindText  = "text"
 	KindNudge = "nudge"
+	// KindFile is a file offer (see Message.File and GET /v1/files).
+	KindFile = "file"
 )
 
 // Message statuses. Outgoing messages go queued -> sent -> delivered ->
@@ -227,6 +229,9 @@ type Message struct {
 	Via string `json:"via,omitempty"`
 	// Reason says why a failed message failed.
 	Reason string `json:"reason,omitempty"`
+	// File describes the offered file of a message of kind "file" (Text
+	// is its note).
+	File *FileRef `json:"file,omitempty"`
 }
 
 // SendRequest is POST /v1/contacts/{contact}/messages.
@@ -323,4 +328,6 @@ type Event struct {
 	Version uint64 `json:"version,omitempty"`
 	// Reason accompanies status events to "failed".
 	Reason string `json:"reason,omitempty"`
+	// Transfer accompanies file events.
+	Transfer *Transfer `json:"transfer,omitempty"`
 }

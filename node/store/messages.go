@@ -14,17 +14,21 @@ import (
 	"github.com/natterim/natter/protocols/chat"
 )
 
-// Kinds of messages. Text and nudge are history; delivered and read are
-// receipts, which live only in the outbox until the contact has them.
+// Kinds of messages. Text, nudge and file (an offer; its text is the
+// note) are history; delivered and read are receipts and file_update a
+// change of a transfer, which live only in the outbox until the contact
+// has them.
 const (
-	KindText      = "text"
-	KindNudge     = "nudge"
-	KindDelivered = "delivered"
-	KindRead      = "read"
+	KindText       = "text"
+	KindNudge      = "nudge"
+	KindDelivered  = "delivered"
+	KindRead       = "read"
+	KindFile       = "file"
+	KindFileUpdate = "file_update"
 )
 
 // IsHistory reports whether messages of kind k show in the history.
-func IsHistory(kind string) bool { return kind == KindText || kind == KindNudge }
+func IsHistory(kind string) bool { return kind == KindText || kind == KindNudge || kind == KindFile }
 
 // Status is where a message stands. It only ever moves forward: an update
 // to an earlier status is ignored.
@@ -101,6 +105,8 @@ type NewOutgoing struct {
 	Text   string
 	Refs   []chat.MsgID // receipts
 	SentAt time.Time
+	// Payload is the file offer or update of a file message.
+	Payload []byte
 }
 
 // OutboxEntry is a queued message with its sequence number.
@@ -120,6 +126,9 @@ type Incoming struct {
 	Seq    uint64
 	SentAt time.Time
 	Refs   []chat.MsgID
+	// Offer is set for a file offer, Update for a file update.
+	Offer  *IncomingOffer
+	Update *IncomingUpdate
 }
 
 // StatusChange reports that one of our messages moved to Status.
@@ -139,6 +148,11 @@ type Received struct {
 	New []Message
 	// Changed are our messages whose status the batch's receipts moved.
 	Changed []StatusChange
+	// Transfers are the transfers the batch created or changed.
+	Transfers []Transfer
+	// Queued are the messages queued for the sender in the same
+	// transaction (answers to file offers).
+	Queued []OutboxEntry
 }
 
 // Enqueue assigns each message the next sequence number of its
@@ -167,8 +181,8 @@ func enqueueTx(ctx context.Context, tx *sql.Tx, msgs []NewOutgoing) ([]OutboxEnt
 			return nil, err
 		}
 		sent := m.SentAt.UnixMilli()
-		if _, err := tx.ExecContext(ctx, `INSERT INTO outbox (id, peer_id, seq, kind, text, refs, sent_at) VALUES (?, ?, ?, ?, ?, ?, ?)`,
-			m.ID[:], m.Peer.String(), seq, m.Kind, m.Text, joinIDs(m.Refs), sent); err != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO outbox (id, peer_id, seq, kind, text, refs, sent_at, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+			m.ID[:], m.Peer.String(), seq, m.Kind, m.Text, joinIDs(m.Refs), sent, m.Payload); err != nil {
 			return nil, err
 		}
 		if IsHistory(m.Kind) {
@@ -185,7 +199,7 @@ func enqueueTx(ctx context.Context, tx *sql.Tx, msgs []NewOutgoing) ([]OutboxEnt
 // Outbox returns up to limit queued messages for p with a sequence number
 // above afterSeq, in order.
 func (s *Store) Outbox(ctx context.Context, p peer.ID, afterSeq uint64, limit int) ([]OutboxEntry, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT o.id, o.seq, o.kind, o.text, o.refs, o.sent_at, d.msg_id IS NOT NULL FROM outbox o
+	rows, err := s.db.QueryContext(ctx, `SELECT o.id, o.seq, o.kind, o.text, o.refs, o.sent_at, o.payload, d.msg_id IS NOT NULL FROM outbox o
 		LEFT JOIN mailbox_deposits d ON d.msg_id = o.id AND d.state >= ?
 		WHERE o.peer_id = ? AND o.seq > ? ORDER BY o.seq LIMIT ?`, depositStored, p.String(), afterSeq, limit)
 	if err != nil {
@@ -200,7 +214,7 @@ func (s *Store) Outbox(ctx context.Context, p peer.ID, afterSeq uint64, limit in
 			refs []byte
 			sent int64
 		)
-		if err := rows.Scan(&id, &e.Seq, &e.Kind, &e.Text, &refs, &sent, &e.Stored); err != nil {
+		if err := rows.Scan(&id, &e.Seq, &e.Kind, &e.Text, &refs, &sent, &e.Payload, &e.Stored); err != nil {
 			return nil, fmt.Errorf("read outbox: %w", classify(err))
 		}
 		if len(id) != chat.IDLen {
@@ -303,7 +317,7 @@ func (s *Store) StoreIncoming(ctx context.Context, from peer.ID, in []Incoming) 
 		var maxSeq uint64
 		for _, m := range in {
 			switch m.Kind {
-			case KindText, KindNudge:
+			case KindText, KindNudge, KindFile:
 				var pos int64
 				err := ins.QueryRowContext(ctx, m.ID[:], from.String(), m.Kind, m.Text, m.Seq, m.SentAt.UnixMilli(),
 					now.UnixMilli(), StatusDelivered, now.UnixMilli()).Scan(&pos)
@@ -318,6 +332,17 @@ func (s *Store) StoreIncoming(ctx context.Context, from peer.ID, in []Incoming) 
 					Pos: pos, ID: m.ID, Peer: from, Kind: m.Kind, Text: m.Text, Seq: m.Seq,
 					SentAt: m.SentAt, ReceivedAt: now, Status: StatusDelivered, StatusAt: now,
 				})
+				if m.Offer != nil {
+					if err := storeOfferTx(ctx, tx, from, m.ID, m.Offer, &res); err != nil {
+						return err
+					}
+				}
+			case KindFileUpdate:
+				if m.Update != nil {
+					if err := applyUpdateTx(ctx, tx, from, m.Update, &res); err != nil {
+						return err
+					}
+				}
 			case KindDelivered, KindRead:
 				st := StatusDelivered
 				if m.Kind == KindRead {

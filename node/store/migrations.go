@@ -121,6 +121,38 @@ var migrations = []string{
 		checked_at  INTEGER NOT NULL DEFAULT 0
 	);
 	CREATE INDEX mailbox_deposits_check ON mailbox_deposits(state, checked_at);`,
+	// 6: file transfers (see files.go). id is the offer's message id.
+	// Outgoing rows keep the file's path and modification time; incoming
+	// ones the verified, durable prefix of the partial file (done_bytes)
+	// and the SHA-256 state after it (hash_state), then the saved file's
+	// path. sums is the chunk hash list (dropped once the transfer is
+	// over); via the path the data last took. outbox.payload carries the file
+	// offer or update of file messages (a protobuf).
+	`CREATE TABLE transfers (
+		id          BLOB PRIMARY KEY,
+		peer_id     TEXT NOT NULL,
+		outgoing    INTEGER NOT NULL,
+		state       TEXT NOT NULL,
+		name        TEXT NOT NULL,
+		size        INTEGER NOT NULL,
+		sha256      BLOB NOT NULL,
+		media_type  TEXT NOT NULL DEFAULT '',
+		note        TEXT NOT NULL DEFAULT '',
+		chunk_size  INTEGER NOT NULL,
+		chunks_root BLOB NOT NULL,
+		sums        BLOB,
+		path        TEXT NOT NULL DEFAULT '',
+		src_mtime   INTEGER NOT NULL DEFAULT 0,
+		done_bytes  INTEGER NOT NULL DEFAULT 0,
+		hash_state  BLOB,
+		reason      TEXT NOT NULL DEFAULT '',
+		via         TEXT NOT NULL DEFAULT '',
+		created_at  INTEGER NOT NULL,
+		updated_at  INTEGER NOT NULL
+	);
+	CREATE INDEX transfers_peer ON transfers(peer_id, created_at);
+	CREATE INDEX transfers_active ON transfers(state) WHERE state NOT IN ('done', 'failed', 'rejected', 'cancelled');
+	ALTER TABLE outbox ADD COLUMN payload BLOB;`,
 }
 
 // SchemaVersion is the version this natter writes.

@@ -83,7 +83,7 @@ func (id MsgID) Time() time.Time {
 // only once stored, and retried until acknowledged.
 func Durable(k pb.Kind) bool {
 	switch k {
-	case pb.Kind_TEXT, pb.Kind_NUDGE, pb.Kind_DELIVERED, pb.Kind_READ:
+	case pb.Kind_TEXT, pb.Kind_NUDGE, pb.Kind_DELIVERED, pb.Kind_READ, pb.Kind_FILE_OFFER, pb.Kind_FILE_UPDATE:
 		return true
 	}
 	return false
@@ -136,6 +136,21 @@ func Validate(m *pb.Message) error {
 				return fmt.Errorf("receipt ref of %d bytes: %w", len(r), wire.ErrInvalid)
 			}
 		}
+	case pb.Kind_FILE_OFFER:
+		// Only the structure: the node checks the offer's fields and
+		// records a bad one as a failed transfer, so that one bad offer
+		// does not hold up the rest of the conversation.
+		if m.GetFileOffer() == nil {
+			return fmt.Errorf("file offer without its offer: %w", wire.ErrInvalid)
+		}
+	case pb.Kind_FILE_UPDATE:
+		u := m.GetFileUpdate()
+		if u == nil || len(u.GetTransfer()) != IDLen {
+			return fmt.Errorf("file update without a %d-byte transfer id: %w", IDLen, wire.ErrInvalid)
+		}
+	}
+	if k != pb.Kind_FILE_OFFER && m.GetFileOffer() != nil || k != pb.Kind_FILE_UPDATE && m.GetFileUpdate() != nil {
+		return fmt.Errorf("%s message with a file payload: %w", k, wire.ErrInvalid)
 	}
 	if k != pb.Kind_DELIVERED && k != pb.Kind_READ && len(m.GetRefs()) > 0 {
 		return fmt.Errorf("%s message with refs: %w", k, wire.ErrInvalid)

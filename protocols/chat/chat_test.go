@@ -80,6 +80,17 @@ func TestValidate(t *testing.T) {
 		{"nudge with text", &pb.Message{Id: id[:], Kind: pb.Kind_NUDGE, Seq: 1, Text: "x"}, false},
 		{"receipt with text", &pb.Message{Id: id[:], Kind: pb.Kind_DELIVERED, Seq: 1, Refs: refs(1), Text: "x"}, false},
 		{"typing with text", &pb.Message{Id: id[:], Kind: pb.Kind_TYPING_STARTED, Text: "x"}, false},
+
+		// File kinds: only the structure is checked here; the node checks
+		// the offer's fields (and records a bad one as a failed transfer).
+		{"file offer", &pb.Message{Id: id[:], Kind: pb.Kind_FILE_OFFER, Seq: 1, FileOffer: &pb.FileOffer{Name: "../../x"}}, true},
+		{"file offer without offer", &pb.Message{Id: id[:], Kind: pb.Kind_FILE_OFFER, Seq: 1}, false},
+		{"file offer with text", &pb.Message{Id: id[:], Kind: pb.Kind_FILE_OFFER, Seq: 1, Text: "x", FileOffer: &pb.FileOffer{}}, false},
+		{"file update", &pb.Message{Id: id[:], Kind: pb.Kind_FILE_UPDATE, Seq: 1, FileUpdate: &pb.FileUpdate{Transfer: ref[:], State: pb.FileState_FILE_DONE}}, true},
+		{"file update short transfer", &pb.Message{Id: id[:], Kind: pb.Kind_FILE_UPDATE, Seq: 1, FileUpdate: &pb.FileUpdate{Transfer: ref[:4]}}, false},
+		{"file update without update", &pb.Message{Id: id[:], Kind: pb.Kind_FILE_UPDATE, Seq: 1}, false},
+		{"text with a file offer", &pb.Message{Id: id[:], Kind: pb.Kind_TEXT, Seq: 1, Text: "x", FileOffer: &pb.FileOffer{}}, false},
+		{"nudge with a file update", &pb.Message{Id: id[:], Kind: pb.Kind_NUDGE, Seq: 1, FileUpdate: &pb.FileUpdate{Transfer: ref[:]}}, false},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -102,7 +113,7 @@ func TestValidateTextErrorsKeepCause(t *testing.T) {
 }
 
 func TestDurableKnown(t *testing.T) {
-	for _, k := range []pb.Kind{pb.Kind_TEXT, pb.Kind_NUDGE, pb.Kind_DELIVERED, pb.Kind_READ} {
+	for _, k := range []pb.Kind{pb.Kind_TEXT, pb.Kind_NUDGE, pb.Kind_DELIVERED, pb.Kind_READ, pb.Kind_FILE_OFFER, pb.Kind_FILE_UPDATE} {
 		require.True(t, chat.Durable(k), k)
 		require.True(t, chat.Known(k), k)
 	}
@@ -110,7 +121,7 @@ func TestDurableKnown(t *testing.T) {
 		require.False(t, chat.Durable(k), k)
 		require.True(t, chat.Known(k), k)
 	}
-	for _, k := range []pb.Kind{pb.Kind_KIND_UNSPECIFIED, 7, 99, -1} {
+	for _, k := range []pb.Kind{pb.Kind_KIND_UNSPECIFIED, 9, 99, -1} {
 		require.False(t, chat.Durable(k), k)
 		require.False(t, chat.Known(k), k)
 	}

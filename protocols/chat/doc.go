@@ -20,7 +20,10 @@
 // id, so each message is stored exactly once and in the sender's order.
 //
 // Kinds: TEXT and NUDGE are history messages; DELIVERED and READ are
-// receipts whose refs name messages of the other direction; TYPING_STARTED
+// receipts whose refs name messages of the other direction; FILE_OFFER is a
+// history message that offers a file (protocols/file moves its bytes) and
+// FILE_UPDATE a durable change of a transfer's state (accepted, rejected,
+// done, cancelled, failed), never shown in the history; TYPING_STARTED
 // and TYPING_STOPPED are ephemeral (acknowledged, never stored, never
 // retried). A kind this version does not know is acknowledged and ignored,
 // so that newer peers can add kinds.

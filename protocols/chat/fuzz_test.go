@@ -30,6 +30,12 @@ func FuzzDecode(f *testing.F) {
 		{Id: id[:], Kind: pb.Kind_TYPING_STARTED},
 		{Id: id[:], Kind: pb.Kind(99), Text: "future"},
 	}})
+	seedFrame(f, &pb.Frame{Messages: []*pb.Message{
+		{Id: id[:], Kind: pb.Kind_FILE_OFFER, Seq: 3, FileOffer: &pb.FileOffer{Name: "../../x", Size: 10, Sha256: make([]byte, 32), ChunkSize: 1 << 20, ChunksRoot: make([]byte, 32)}},
+		{Id: ref[:], Kind: pb.Kind_FILE_UPDATE, Seq: 4, FileUpdate: &pb.FileUpdate{Transfer: id[:], State: pb.FileState_FILE_DONE}},
+		{Id: ref[:], Kind: pb.Kind_FILE_UPDATE, Seq: 5, FileUpdate: &pb.FileUpdate{Transfer: id[:3]}},
+		{Id: ref[:], Kind: pb.Kind_TEXT, Seq: 6, Text: "x", FileUpdate: &pb.FileUpdate{Transfer: id[:]}},
+	}})
 	seedFrame(f, &pb.Frame{Acks: [][]byte{id[:], ref[:]}})
 	seedFrame(f, &pb.Frame{Messages: []*pb.Message{{Id: id[:5], Kind: pb.Kind_NUDGE, Seq: 1}}})
 	seedFrame(f, &pb.Frame{})

@@ -14,6 +14,7 @@ import (
 
 	"github.com/natterim/natter/node/control"
 	"github.com/natterim/natter/protocols/chat"
+	"github.com/natterim/natter/protocols/file"
 )
 
 func newSendCmd(g *globals) *cobra.Command {
@@ -326,6 +327,14 @@ func printMessages(w io.Writer, ms []control.Message, withContact bool) {
 		}
 		if m.Kind == control.KindNudge {
 			fmt.Fprintf(w, "%s  *** nudge ***%s\n", prefix, status)
+			continue
+		}
+		if m.Kind == control.KindFile && m.File != nil {
+			line := fmt.Sprintf("[file] %s (%s, %s)", m.File.Name, file.FormatSize(m.File.Size), m.File.State)
+			if m.Text != "" {
+				line += " " + m.Text
+			}
+			fmt.Fprintf(w, "%s: %s%s\n", prefix, sanitize(line), status)
 			continue
 		}
 		text := strings.ReplaceAll(m.Text, "\n", "\n"+strings.Repeat(" ", len(prefix)+2))

@@ -101,6 +101,7 @@ back to the rendezvous relay when no direct link is possible.`,
 		newImportCmd(g),
 		newChatCmd(g),
 		newMailboxCmd(g),
+		newSendFileCmd(g), newFilesCmd(g),
 	)
 	// Unknown subcommands and wrong argument counts are usage errors.
 	for _, c := range root.Commands() {

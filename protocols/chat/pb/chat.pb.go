@@ -39,6 +39,13 @@ const (
 	// (DELIVERED) or showed to its user (READ).
 	Kind_DELIVERED Kind = 5
 	Kind_READ      Kind = 6
+	// A file offer (file_offer holds it; see protocols/file). History: it
+	// shows in both conversations. The message id is the transfer's id.
+	Kind_FILE_OFFER Kind = 7
+	// A change of a file transfer's state (file_update holds it): the
+	// receiver accepted, rejected or finished it, either side cancelled it
+	// or gave up. Durable, never in the history.
+	Kind_FILE_UPDATE Kind = 8
 )
 
 // Enum value maps for Kind.
@@ -51,6 +58,8 @@ var (
 		4: "TYPING_STOPPED",
 		5: "DELIVERED",
 		6: "READ",
+		7: "FILE_OFFER",
+		8: "FILE_UPDATE",
 	}
 	Kind_value = map[string]int32{
 		"KIND_UNSPECIFIED": 0,
@@ -60,6 +69,8 @@ var (
 		"TYPING_STOPPED":   4,
 		"DELIVERED":        5,
 		"READ":             6,
+		"FILE_OFFER":       7,
+		"FILE_UPDATE":      8,
 	}
 )
 
@@ -90,6 +101,69 @@ func (Kind) EnumDescriptor() ([]byte, []int) {
 	return file_chat_proto_rawDescGZIP(), []int{0}
 }
 
+type FileState int32
+
+const (
+	FileState_FILE_STATE_UNSPECIFIED FileState = 0
+	// From the receiver: it will fetch the file.
+	FileState_FILE_ACCEPTED FileState = 1
+	// From the receiver: it does not want the file.
+	FileState_FILE_REJECTED FileState = 2
+	// From the receiver: it has the whole file, verified, in its downloads.
+	FileState_FILE_DONE FileState = 3
+	// From either side: the user cancelled the transfer.
+	FileState_FILE_CANCELLED FileState = 4
+	// From either side: the transfer cannot complete (reason says why).
+	FileState_FILE_FAILED FileState = 5
+)
+
+// Enum value maps for FileState.
+var (
+	FileState_name = map[int32]string{
+		0: "FILE_STATE_UNSPECIFIED",
+		1: "FILE_ACCEPTED",
+		2: "FILE_REJECTED",
+		3: "FILE_DONE",
+		4: "FILE_CANCELLED",
+		5: "FILE_FAILED",
+	}
+	FileState_value = map[string]int32{
+		"FILE_STATE_UNSPECIFIED": 0,
+		"FILE_ACCEPTED":          1,
+		"FILE_REJECTED":          2,
+		"FILE_DONE":              3,
+		"FILE_CANCELLED":         4,
+		"FILE_FAILED":            5,
+	}
+)
+
+func (x FileState) Enum() *FileState {
+	p := new(FileState)
+	*p = x
+	return p
+}
+
+func (x FileState) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (FileState) Descriptor() protoreflect.EnumDescriptor {
+	return file_chat_proto_enumTypes[1].Descriptor()
+}
+
+func (FileState) Type() protoreflect.EnumType {
+	return &file_chat_proto_enumTypes[1]
+}
+
+func (x FileState) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use FileState.Descriptor instead.
+func (FileState) EnumDescriptor() ([]byte, []int) {
+	return file_chat_proto_rawDescGZIP(), []int{1}
+}
+
 type Message struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// 16-byte UUIDv7: time-ordered, unique; the receiver de-duplicates on it.
@@ -99,9 +173,11 @@ type Message struct {
 	SentAtMs int64 `protobuf:"varint,3,opt,name=sent_at_ms,json=sentAtMs,proto3" json:"sent_at_ms,omitempty"`
 	// Per-conversation sequence number assigned by the sender to every
 	// durable message (1, 2, ...); ephemeral ones repeat the last one.
-	Seq           uint64   `protobuf:"varint,4,opt,name=seq,proto3" json:"seq,omitempty"`
-	Text          string   `protobuf:"bytes,5,opt,name=text,proto3" json:"text,omitempty"`
-	Refs          [][]byte `protobuf:"bytes,6,rep,name=refs,proto3" json:"refs,omitempty"`
+	Seq           uint64      `protobuf:"varint,4,opt,name=seq,proto3" json:"seq,omitempty"`
+	Text          string      `protobuf:"bytes,5,opt,name=text,proto3" json:"text,omitempty"`
+	Refs          [][]byte    `protobuf:"bytes,6,rep,name=refs,proto3" json:"refs,omitempty"`
+	FileOffer     *FileOffer  `protobuf:"bytes,7,opt,name=file_offer,json=fileOffer,proto3" json:"file_offer,omitempty"`
+	FileUpdate    *FileUpdate `protobuf:"bytes,8,opt,name=file_update,json=fileUpdate,proto3" json:"file_update,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -178,6 +254,184 @@ func (x *Message) GetRefs() [][]byte {
 	return nil
 }
 
+func (x *Message) GetFileOffer() *FileOffer {
+	if x != nil {
+		return x.FileOffer
+	}
+	return nil
+}
+
+func (x *Message) GetFileUpdate() *FileUpdate {
+	if x != nil {
+		return x.FileUpdate
+	}
+	return nil
+}
+
+// FileOffer describes a file the sender offers; the receiver fetches it
+// over /natter/file/1.0.0. Nothing in it is trusted: the receiver checks
+// every field and never uses the name as a path.
+type FileOffer struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The name the sender suggests (sanitised by the receiver).
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Size uint64 `protobuf:"varint,2,opt,name=size,proto3" json:"size,omitempty"`
+	// SHA-256 of the whole file.
+	Sha256 []byte `protobuf:"bytes,3,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	// A media type such as "image/png" (informational).
+	MediaType string `protobuf:"bytes,4,opt,name=media_type,json=mediaType,proto3" json:"media_type,omitempty"`
+	// An optional note from the sender.
+	Note string `protobuf:"bytes,5,opt,name=note,proto3" json:"note,omitempty"`
+	// The chunk size: a power of two; the last chunk may be shorter.
+	ChunkSize uint32 `protobuf:"varint,6,opt,name=chunk_size,json=chunkSize,proto3" json:"chunk_size,omitempty"`
+	// SHA-256 of the concatenated SHA-256 sums of the chunks, in order: it
+	// commits the sender to every chunk before any data moves.
+	ChunksRoot    []byte `protobuf:"bytes,7,opt,name=chunks_root,json=chunksRoot,proto3" json:"chunks_root,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FileOffer) Reset() {
+	*x = FileOffer{}
+	mi := &file_chat_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FileOffer) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FileOffer) ProtoMessage() {}
+
+func (x *FileOffer) ProtoReflect() protoreflect.Message {
+	mi := &file_chat_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FileOffer.ProtoReflect.Descriptor instead.
+func (*FileOffer) Descriptor() ([]byte, []int) {
+	return file_chat_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *FileOffer) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *FileOffer) GetSize() uint64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *FileOffer) GetSha256() []byte {
+	if x != nil {
+		return x.Sha256
+	}
+	return nil
+}
+
+func (x *FileOffer) GetMediaType() string {
+	if x != nil {
+		return x.MediaType
+	}
+	return ""
+}
+
+func (x *FileOffer) GetNote() string {
+	if x != nil {
+		return x.Note
+	}
+	return ""
+}
+
+func (x *FileOffer) GetChunkSize() uint32 {
+	if x != nil {
+		return x.ChunkSize
+	}
+	return 0
+}
+
+func (x *FileOffer) GetChunksRoot() []byte {
+	if x != nil {
+		return x.ChunksRoot
+	}
+	return nil
+}
+
+type FileUpdate struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The transfer: the id of the FILE_OFFER message.
+	Transfer []byte    `protobuf:"bytes,1,opt,name=transfer,proto3" json:"transfer,omitempty"`
+	State    FileState `protobuf:"varint,2,opt,name=state,proto3,enum=natter.chat.FileState" json:"state,omitempty"`
+	// A short human explanation (FAILED, CANCELLED).
+	Reason        string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FileUpdate) Reset() {
+	*x = FileUpdate{}
+	mi := &file_chat_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FileUpdate) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FileUpdate) ProtoMessage() {}
+
+func (x *FileUpdate) ProtoReflect() protoreflect.Message {
+	mi := &file_chat_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FileUpdate.ProtoReflect.Descriptor instead.
+func (*FileUpdate) Descriptor() ([]byte, []int) {
+	return file_chat_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *FileUpdate) GetTransfer() []byte {
+	if x != nil {
+		return x.Transfer
+	}
+	return nil
+}
+
+func (x *FileUpdate) GetState() FileState {
+	if x != nil {
+		return x.State
+	}
+	return FileState_FILE_STATE_UNSPECIFIED
+}
+
+func (x *FileUpdate) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
 // Frame is what travels on the stream: batches of messages from the
 // opener, acknowledgements from the other side.
 type Frame struct {
@@ -192,7 +446,7 @@ type Frame struct {
 
 func (x *Frame) Reset() {
 	*x = Frame{}
-	mi := &file_chat_proto_msgTypes[1]
+	mi := &file_chat_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -204,7 +458,7 @@ func (x *Frame) String() string {
 func (*Frame) ProtoMessage() {}
 
 func (x *Frame) ProtoReflect() protoreflect.Message {
-	mi := &file_chat_proto_msgTypes[1]
+	mi := &file_chat_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -217,7 +471,7 @@ func (x *Frame) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Frame.ProtoReflect.Descriptor instead.
 func (*Frame) Descriptor() ([]byte, []int) {
-	return file_chat_proto_rawDescGZIP(), []int{1}
+	return file_chat_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *Frame) GetMessages() []*Message {
@@ -239,7 +493,7 @@ var File_chat_proto protoreflect.FileDescriptor
 const file_chat_proto_rawDesc = "" +
 	"\n" +
 	"\n" +
-	"chat.proto\x12\vnatter.chat\"\x98\x01\n" +
+	"chat.proto\x12\vnatter.chat\"\x89\x02\n" +
 	"\aMessage\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\fR\x02id\x12%\n" +
 	"\x04kind\x18\x02 \x01(\x0e2\x11.natter.chat.KindR\x04kind\x12\x1c\n" +
@@ -247,10 +501,30 @@ const file_chat_proto_rawDesc = "" +
 	"sent_at_ms\x18\x03 \x01(\x03R\bsentAtMs\x12\x10\n" +
 	"\x03seq\x18\x04 \x01(\x04R\x03seq\x12\x12\n" +
 	"\x04text\x18\x05 \x01(\tR\x04text\x12\x12\n" +
-	"\x04refs\x18\x06 \x03(\fR\x04refs\"M\n" +
+	"\x04refs\x18\x06 \x03(\fR\x04refs\x125\n" +
+	"\n" +
+	"file_offer\x18\a \x01(\v2\x16.natter.chat.FileOfferR\tfileOffer\x128\n" +
+	"\vfile_update\x18\b \x01(\v2\x17.natter.chat.FileUpdateR\n" +
+	"fileUpdate\"\xbe\x01\n" +
+	"\tFileOffer\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
+	"\x04size\x18\x02 \x01(\x04R\x04size\x12\x16\n" +
+	"\x06sha256\x18\x03 \x01(\fR\x06sha256\x12\x1d\n" +
+	"\n" +
+	"media_type\x18\x04 \x01(\tR\tmediaType\x12\x12\n" +
+	"\x04note\x18\x05 \x01(\tR\x04note\x12\x1d\n" +
+	"\n" +
+	"chunk_size\x18\x06 \x01(\rR\tchunkSize\x12\x1f\n" +
+	"\vchunks_root\x18\a \x01(\fR\n" +
+	"chunksRoot\"n\n" +
+	"\n" +
+	"FileUpdate\x12\x1a\n" +
+	"\btransfer\x18\x01 \x01(\fR\btransfer\x12,\n" +
+	"\x05state\x18\x02 \x01(\x0e2\x16.natter.chat.FileStateR\x05state\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\"M\n" +
 	"\x05Frame\x120\n" +
 	"\bmessages\x18\x01 \x03(\v2\x14.natter.chat.MessageR\bmessages\x12\x12\n" +
-	"\x04acks\x18\x02 \x03(\fR\x04acks*r\n" +
+	"\x04acks\x18\x02 \x03(\fR\x04acks*\x93\x01\n" +
 	"\x04Kind\x12\x14\n" +
 	"\x10KIND_UNSPECIFIED\x10\x00\x12\b\n" +
 	"\x04TEXT\x10\x01\x12\t\n" +
@@ -258,7 +532,17 @@ const file_chat_proto_rawDesc = "" +
 	"\x0eTYPING_STARTED\x10\x03\x12\x12\n" +
 	"\x0eTYPING_STOPPED\x10\x04\x12\r\n" +
 	"\tDELIVERED\x10\x05\x12\b\n" +
-	"\x04READ\x10\x06B.Z,github.com/natterim/natter/protocols/chat/pbb\x06proto3"
+	"\x04READ\x10\x06\x12\x0e\n" +
+	"\n" +
+	"FILE_OFFER\x10\a\x12\x0f\n" +
+	"\vFILE_UPDATE\x10\b*\x81\x01\n" +
+	"\tFileState\x12\x1a\n" +
+	"\x16FILE_STATE_UNSPECIFIED\x10\x00\x12\x11\n" +
+	"\rFILE_ACCEPTED\x10\x01\x12\x11\n" +
+	"\rFILE_REJECTED\x10\x02\x12\r\n" +
+	"\tFILE_DONE\x10\x03\x12\x12\n" +
+	"\x0eFILE_CANCELLED\x10\x04\x12\x0f\n" +
+	"\vFILE_FAILED\x10\x05B.Z,github.com/natterim/natter/protocols/chat/pbb\x06proto3"
 
 var (
 	file_chat_proto_rawDescOnce sync.Once
@@ -272,21 +556,27 @@ func file_chat_proto_rawDescGZIP() []byte {
 	return file_chat_proto_rawDescData
 }
 
-var file_chat_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_chat_proto_msgTypes = make([]protoimpl.MessageInfo, 2)
+var file_chat_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_chat_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
 var file_chat_proto_goTypes = []any{
-	(Kind)(0),       // 0: natter.chat.Kind
-	(*Message)(nil), // 1: natter.chat.Message
-	(*Frame)(nil),   // 2: natter.chat.Frame
+	(Kind)(0),          // 0: natter.chat.Kind
+	(FileState)(0),     // 1: natter.chat.FileState
+	(*Message)(nil),    // 2: natter.chat.Message
+	(*FileOffer)(nil),  // 3: natter.chat.FileOffer
+	(*FileUpdate)(nil), // 4: natter.chat.FileUpdate
+	(*Frame)(nil),      // 5: natter.chat.Frame
 }
 var file_chat_proto_depIdxs = []int32{
 	0, // 0: natter.chat.Message.kind:type_name -> natter.chat.Kind
-	1, // 1: natter.chat.Frame.messages:type_name -> natter.chat.Message
-	2, // [2:2] is the sub-list for method output_type
-	2, // [2:2] is the sub-list for method input_type
-	2, // [2:2] is the sub-list for extension type_name
-	2, // [2:2] is the sub-list for extension extendee
-	0, // [0:2] is the sub-list for field type_name
+	3, // 1: natter.chat.Message.file_offer:type_name -> natter.chat.FileOffer
+	4, // 2: natter.chat.Message.file_update:type_name -> natter.chat.FileUpdate
+	1, // 3: natter.chat.FileUpdate.state:type_name -> natter.chat.FileState
+	2, // 4: natter.chat.Frame.messages:type_name -> natter.chat.Message
+	5, // [5:5] is the sub-list for method output_type
+	5, // [5:5] is the sub-list for method input_type
+	5, // [5:5] is the sub-list for extension type_name
+	5, // [5:5] is the sub-list for extension extendee
+	0, // [0:5] is the sub-list for field type_name
 }
 
 func init() { file_chat_proto_init() }
@@ -299,8 +589,8 @@ func file_chat_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_chat_proto_rawDesc), len(file_chat_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   2,
+			NumEnums:      2,
+			NumMessages:   4,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
