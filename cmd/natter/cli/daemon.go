@@ -5,7 +5,9 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime/pprof"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -70,7 +72,7 @@ NATTER_LOG_LEVEL, ...) < flags.`,
 			fmt.Fprintf(g.stdout, "natter daemon %s running as %s (data dir %s); Ctrl-C to stop\n", node.Version, n.ID(), cfg.DataDir)
 			<-cmd.Context().Done()
 			log.Info("shutting down")
-			return n.Close()
+			return closeWatched(n, log, g.stderr)
 		},
 	}
 	f := cmd.Flags()
@@ -98,4 +100,27 @@ func newLogger(w io.Writer, level, format string) *slog.Logger {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// slowShutdown is how long Close may take before the daemon says so and
+// shows what it is waiting for (a clean stop normally takes about a
+// second: contacts are told we leave, servers that we unregister).
+const slowShutdown = 4 * time.Second
+
+// closeWatched closes n; if that takes longer than slowShutdown it logs a
+// warning and writes every goroutine's stack to w, so that a stop that
+// hangs can be diagnosed from the log, then goes on waiting.
+func closeWatched(n *node.Node, log *slog.Logger, w io.Writer) error {
+	done := make(chan error, 1)
+	go func() { done <- n.Close() }()
+	slow := time.NewTimer(slowShutdown)
+	defer slow.Stop()
+	select {
+	case err := <-done:
+		return err
+	case <-slow.C:
+		log.Warn("shutdown is slow; goroutine stacks follow", "after", slowShutdown)
+		_ = pprof.Lookup("goroutine").WriteTo(w, 1)
+	}
+	return <-done
 }
