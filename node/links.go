@@ -210,7 +210,14 @@ func (n *Node) runContact(ctx context.Context, l *contactLink) {
 		select {
 		case <-ctx.Done():
 			if inPunch {
-				<-punching // DirectConnect is bounded by its own timeouts
+				// DirectConnect waits for the contact's answer for up to
+				// a minute and watches no context (closing the service
+				// does not end it either): closing our connections to the
+				// contact does, and the link is going away anyway.
+				if !n.isRendezvous(p) {
+					_ = n.host.Network().ClosePeer(p)
+				}
+				<-punching
 			}
 			return
 		case <-changed:
