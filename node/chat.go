@@ -345,11 +345,17 @@ func (c *chatter) deliver(ctx context.Context, ob *outbox) error {
 			if len(entries) == 0 {
 				break
 			}
-			b := inFlight{}
 			msgs := make([]*pb.Message, 0, len(entries))
-			var fresh []chat.MsgID // not stored in a mailbox: now "sent"
 			for _, e := range entries {
 				msgs = append(msgs, toWire(e))
+			}
+			// Long texts: the frame holds fewer than MaxBatch.
+			if k := chat.BatchLen(msgs); k < len(entries) {
+				entries, msgs, more = entries[:k], msgs[:k], true
+			}
+			b := inFlight{}
+			var fresh []chat.MsgID // not stored in a mailbox: now "sent"
+			for _, e := range entries {
 				b.ids = append(b.ids, e.ID)
 				b.durable = append(b.durable, e.ID)
 				if store.IsHistory(e.Kind) {

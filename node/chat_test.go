@@ -340,8 +340,12 @@ func TestChatResumesAfterRestart(t *testing.T) {
 	require.NoError(t, err)
 
 	require.NoError(t, b.Close())
+	// Long texts: 20 of them overflow one frame, so the outbox goes in
+	// several batches.
+	long := strings.Repeat("x", 60<<10)
+	text := func(i int) string { return fmt.Sprint("while away ", i, " ", long) }
 	for i := range 20 {
-		_, err := apiClient(a).Send(ctx, "bob", control.SendRequest{Text: fmt.Sprint("while away ", i)})
+		_, err := apiClient(a).Send(ctx, "bob", control.SendRequest{Text: text(i)})
 		require.NoError(t, err)
 	}
 	// The sender restarts too, with everything still queued.
@@ -356,7 +360,7 @@ func TestChatResumesAfterRestart(t *testing.T) {
 	h, err := apiClient(b).History(ctx, "alice", "", 100)
 	require.NoError(t, err)
 	for i, m := range h[1:] {
-		require.Equal(t, fmt.Sprint("while away ", i), m.Text)
+		require.Equal(t, text(i), m.Text)
 	}
 	require.Eventually(t, func() bool {
 		st, err := apiClient(a).Status(ctx)

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/natterim/natter/protocols/chat"
 	"github.com/natterim/natter/protocols/chat/pb"
@@ -176,5 +177,42 @@ func TestIDFromBytes(t *testing.T) {
 	for _, n := range []int{0, 15, 17} {
 		_, err := chat.IDFromBytes(make([]byte, n))
 		require.True(t, errors.Is(err, wire.ErrInvalid), "len %d: %v", n, err)
+	}
+}
+
+func TestBatchLen(t *testing.T) {
+	msg := func(textLen int) *pb.Message {
+		return &pb.Message{Id: make([]byte, 16), Kind: pb.Kind_TEXT, Seq: 1, SentAtMs: 1, Text: strings.Repeat("x", textLen)}
+	}
+	many := func(n, textLen int) []*pb.Message {
+		out := make([]*pb.Message, n)
+		for i := range out {
+			out[i] = msg(textLen)
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		name string
+		msgs []*pb.Message
+		want int
+	}{
+		{"none", nil, 0},
+		{"one", many(1, 10), 1},
+		{"short texts: MaxBatch", many(chat.MaxBatch+10, 100), chat.MaxBatch},
+		{"long texts: what fits in a frame", many(20, chat.MaxTextBytes), 15},
+		{"one longest text", many(1, chat.MaxTextBytes), 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			n := chat.BatchLen(tc.msgs)
+			require.Equal(t, tc.want, n)
+			if n > 0 {
+				// What it says fits does fit, and one more would not
+				// (unless MaxBatch or the end stopped it).
+				require.LessOrEqual(t, proto.Size(&pb.Frame{Messages: tc.msgs[:n]}), chat.MaxFrameSize)
+				if n < len(tc.msgs) && n < chat.MaxBatch {
+					require.Greater(t, proto.Size(&pb.Frame{Messages: tc.msgs[:n+1]}), chat.MaxFrameSize)
+				}
+			}
+		})
 	}
 }

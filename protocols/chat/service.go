@@ -12,6 +12,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/natterim/natter/protocols/chat/pb"
 	"github.com/natterim/natter/protocols/wire"
@@ -204,6 +206,26 @@ func (c *Stream) Send(msgs []*pb.Message) error {
 		return err
 	}
 	return wire.WriteMsg(c.s, &pb.Frame{Messages: msgs}, MaxFrameSize)
+}
+
+// BatchLen returns how many of msgs, from the first, fit in one frame
+// for Send: at most MaxBatch, and their encoding within MaxFrameSize
+// (which 256 texts of up to MaxTextBytes each would overflow). It is at
+// least 1 when msgs is not empty: one valid message always fits.
+func BatchLen(msgs []*pb.Message) int {
+	size := 0
+	for i, m := range msgs {
+		if i == MaxBatch {
+			return i
+		}
+		n := proto.Size(m)
+		// The field's tag and length prefix: at most 1 + 4 bytes.
+		size += n + 1 + protowire.SizeVarint(uint64(n))
+		if size > MaxFrameSize && i > 0 {
+			return i
+		}
+	}
+	return len(msgs)
 }
 
 // ReadAck blocks for the next ack frame and returns its ids.
