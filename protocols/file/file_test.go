@@ -264,13 +264,14 @@ func TestResume(t *testing.T) {
 // liar is a sender that misbehaves in one way.
 type liar struct {
 	f        *testFile
-	sums     []byte // hash list it sends (default: the true one)
-	data     []byte // data it sends (default: the true one)
-	length   int64  // announced length (default: the true one)
-	extra    []byte // sent after the data
-	shortBy  int    // bytes left out at the end, then a clean close
-	stallAt  int64  // stop sending (without closing) at this offset; 0: never
-	rawReply []byte // sent instead of a response
+	sums     []byte        // hash list it sends (default: the true one)
+	data     []byte        // data it sends (default: the true one)
+	length   int64         // announced length (default: the true one)
+	extra    []byte        // sent after the data
+	shortBy  int           // bytes left out at the end, then a clean close
+	stallAt  int64         // stop sending (without closing) at this offset; 0: never
+	stop     chan struct{} // closed when the test ends; a stalled handler waits for it
+	rawReply []byte        // sent instead of a response
 }
 
 func (l *liar) handle(st network.Stream) {
@@ -308,7 +309,9 @@ func (l *liar) handle(st network.Stream) {
 	body := data[start : len(data)-l.shortBy]
 	if l.stallAt > 0 {
 		_, _ = st.Write(body[:l.stallAt-start])
-		time.Sleep(3 * time.Second) // longer than the receiver's stall timeout
+		// Stall past the receiver's stall timeout, until the test
+		// ends, so that this goroutine never outlives it.
+		<-l.stop
 		st.Reset()
 		return
 	}
@@ -385,6 +388,8 @@ func TestLyingSender(t *testing.T) {
 			recv, send, _ := tcpPair(t, nil)
 			f := newTestFile(t, size, file.MinChunkSize)
 			l := tc.liar(f)
+			l.stop = make(chan struct{})
+			t.Cleanup(func() { close(l.stop) })
 			send.SetStreamHandler(file.ID, l.handle)
 			opts := file.FetchOptions{StallTimeout: time.Second}
 			sums, err := file.FetchSums(ctx(t), recv, send.ID(), f.offer, opts)

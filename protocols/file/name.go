@@ -56,15 +56,25 @@ func SafeName(offered string) string {
 			b.WriteRune(r)
 		}
 	}
-	s = strings.TrimLeft(b.String(), " .-")
-	s = strings.TrimRight(s, " .")
+	s = trimEnds(b.String())
 	if s == "" {
 		return fallbackName
 	}
 	if isReserved(s) {
 		s = "_" + s
 	}
-	return trimName(s, MaxNameBytes)
+	// Cutting may end the name on a space or a dot again.
+	if s = trimEnds(trimName(s, MaxNameBytes)); s == "" {
+		return fallbackName
+	}
+	return s
+}
+
+// trimEnds removes what must not start a name (white space of any kind,
+// dots, dashes: hidden files, options) or end it (white space, dots).
+func trimEnds(s string) string {
+	s = strings.TrimLeftFunc(s, func(r rune) bool { return unicode.IsSpace(r) || r == '.' || r == '-' })
+	return strings.TrimRightFunc(s, func(r rune) bool { return unicode.IsSpace(r) || r == '.' })
 }
 
 // isReserved reports whether name is, or starts with, a Windows device
