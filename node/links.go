@@ -14,6 +14,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/peerstore"
 	"github.com/libp2p/go-libp2p/p2p/net/swarm"
+	"github.com/libp2p/go-libp2p/p2p/protocol/holepunch"
 	"github.com/libp2p/go-libp2p/p2p/protocol/ping"
 	ma "github.com/multiformats/go-multiaddr"
 
@@ -27,6 +28,9 @@ const (
 	contactLookupTimeout = 10 * time.Second
 	// contactDialTimeout bounds one connection attempt.
 	contactDialTimeout = 20 * time.Second
+	// punchBusyRetry is when to try a hole punch again after finding
+	// go-libp2p's own attempt running.
+	punchBusyRetry = 2 * time.Second
 )
 
 var errNoAddrs = errors.New("not found on any rendezvous server or in the DHT (offline?)")
@@ -224,6 +228,13 @@ func (n *Node) runContact(ctx context.Context, l *contactLink) {
 		case <-timer.C:
 		case err := <-punching:
 			inPunch = false
+			if errors.Is(err, holepunch.ErrHolePunchActive) {
+				// go-libp2p's own punch (on a new relayed connection) is
+				// running: not a failure; look again soon, without
+				// backing off.
+				nextDirect = time.Now().Add(punchBusyRetry)
+				break
+			}
 			nextDirect = time.Now().Add(directBo.next())
 			if err != nil {
 				n.log.Debug("hole punch retry failed", "peer", p.ShortString(), "err", err, "next", time.Until(nextDirect).Round(time.Second))
