@@ -116,8 +116,9 @@ func (p *tuiProc) keys(s string) {
 // TestChatTUI runs `natter chat bob` for alice in a pseudo-terminal in the
 // NAT lab: what she types arrives at bob; what bob sends with the CLI
 // appears on her screen (and is marked read, being on screen); his typing
-// and nudge show; the UI redraws on resize and leaves the terminal as it
-// found it on Ctrl+C.
+// and nudge show; a file she offers with /file shows its progress to done
+// and reaches bob intact; the UI redraws on resize and leaves the terminal
+// as it found it on Ctrl+C.
 func TestChatTUI(t *testing.T) {
 	t.Parallel()
 	alice, bob := pair(t, "bob", lab.Cone, control.PathDirect)
@@ -179,6 +180,31 @@ func TestChatTUI(t *testing.T) {
 		t.Fatal("no terminal bell for the nudge")
 	}
 
+	// Alice offers a file from the terminal: her screen follows it to
+	// done, and bob has it, intact.
+	path, sum := randomFile(t, t.TempDir(), "tui-photo.bin", 300<<10)
+	m = tui.mark()
+	tui.keys("/file " + path + "\r")
+	tui.waitScreen(m, "offered tui-photo.bin (300.0 KiB) to bob")
+	tui.waitScreen(m, "⇪ tui-photo.bin (300.0 KiB) — done")
+	tui.waitScreen(m, "⇪ tui-photo.bin (300.0 KiB) · done") // the history line
+	var got control.Transfer
+	waitFor(t, transferWithin, "bob has tui-photo.bin", func() bool {
+		for _, tr := range bob.files(t) {
+			if tr.Direction == "in" && tr.Name == "tui-photo.bin" && tr.State == control.TransferDone {
+				got = tr
+				return true
+			}
+		}
+		return false
+	})
+	if got.SHA256 != sum || got.Size != 300<<10 {
+		t.Fatalf("bob's transfer: sha256 %s size %d, want %s %d", got.SHA256, got.Size, sum, 300<<10)
+	}
+	if s := sha256File(t, got.FinalPath); s != sum {
+		t.Fatalf("bob's copy %s has sha256 %s, want %s", got.FinalPath, s, sum)
+	}
+
 	// A bigger terminal: everything is drawn again, at the new size.
 	m = tui.mark()
 	if err := pty.Setsize(tui.ptmx, &pty.Winsize{Rows: 60, Cols: 200}); err != nil {
@@ -186,6 +212,7 @@ func TestChatTUI(t *testing.T) {
 	}
 	tui.waitScreen(m, "hello bob, from the terminal")
 	tui.waitScreen(m, "hi alice, from the cli")
+	tui.waitScreen(m, "tui-photo.bin")
 
 	// Ctrl+C: a clean exit, and the terminal as it was.
 	tui.keys("\x03")

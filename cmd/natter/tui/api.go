@@ -26,7 +26,12 @@ type API interface {
 	Search(ctx context.Context, words, ref string, limit int) ([]control.Message, error)
 	// OfferFile offers the file at path (absolute) to a contact. It
 	// returns ErrFilesUnavailable when the daemon has no file transfer.
-	OfferFile(ctx context.Context, ref, path string) (FileOffer, error)
+	OfferFile(ctx context.Context, ref, path string) (control.Transfer, error)
+	// Files lists every transfer (GET /v1/files); ErrFilesUnavailable
+	// when the daemon has no file transfer.
+	Files(ctx context.Context) ([]control.Transfer, error)
+	// FileAction accepts, rejects or cancels a transfer.
+	FileAction(ctx context.Context, id, action string) (control.Transfer, error)
 	// Events opens the event stream.
 	Events(ctx context.Context) (EventStream, error)
 }
@@ -40,19 +45,6 @@ type EventStream interface {
 // ErrFilesUnavailable means the daemon does not offer file transfer (it
 // has no POST /v1/contacts/{contact}/files).
 var ErrFilesUnavailable = errors.New("file transfer is not available in this daemon (it has no /v1/contacts/{contact}/files endpoint); update natter to send files")
-
-// FileOffer is the daemon's answer to a file offer: the transfer's id,
-// the file's name and size. Progress arrives as fileProgressMsg.
-type FileOffer struct {
-	ID   string `json:"id"`
-	Name string `json:"name"`
-	Size int64  `json:"size"`
-}
-
-// fileOfferRequest is the body of POST /v1/contacts/{contact}/files.
-type fileOfferRequest struct {
-	Path string `json:"path"`
-}
 
 // ClientAPI adapts a control.Client to API.
 type ClientAPI struct{ *control.Client }
@@ -70,19 +62,32 @@ func (c ClientAPI) Events(ctx context.Context) (EventStream, error) {
 
 // OfferFile posts the offer. A 404 for a contact the daemon knows means the
 // route does not exist: this daemon has no file transfer.
-func (c ClientAPI) OfferFile(ctx context.Context, ref, path string) (FileOffer, error) {
-	var out FileOffer
-	err := c.Do(ctx, http.MethodPost, "/contacts/"+control.PathEscape(ref)+"/files", fileOfferRequest{Path: path}, &out)
-	if ae, ok := errors.AsType[*control.APIError](err); ok && ae.Code == http.StatusNotFound {
+func (c ClientAPI) OfferFile(ctx context.Context, ref, path string) (control.Transfer, error) {
+	t, err := c.SendFile(ctx, ref, control.SendFileRequest{Path: path})
+	if isNotFound(err) {
 		cs, cerr := c.Contacts(ctx)
 		if cerr != nil {
-			return out, err
+			return t, err
 		}
 		for _, ct := range cs {
 			if ct.PeerID == ref || ct.Name == ref {
-				return out, ErrFilesUnavailable
+				return t, ErrFilesUnavailable
 			}
 		}
 	}
-	return out, err
+	return t, err
+}
+
+// Files lists the transfers; a 404 means the daemon has no file transfer.
+func (c ClientAPI) Files(ctx context.Context) ([]control.Transfer, error) {
+	ts, err := c.Client.Files(ctx)
+	if isNotFound(err) {
+		return nil, ErrFilesUnavailable
+	}
+	return ts, err
+}
+
+func isNotFound(err error) bool {
+	ae, ok := errors.AsType[*control.APIError](err)
+	return ok && ae.Code == http.StatusNotFound
 }

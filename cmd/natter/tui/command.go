@@ -22,6 +22,7 @@ const (
 	cmdStatus                // /status online|away|busy|invisible [MESSAGE|-]
 	cmdAdd                   // /add NAME|ID|INVITE [NOTE]
 	cmdFile                  // /file PATH
+	cmdCancel                // /cancel [NAME]
 	cmdQuit                  // /quit
 )
 
@@ -29,7 +30,8 @@ const (
 type command struct {
 	kind cmdKind
 	// text is the message (cmdText), the search words, the contact's
-	// local name (cmdAccept), the add target or the file path.
+	// local name (cmdAccept), the add target, the file path or the start
+	// of the name of the transfer to cancel.
 	text string
 	// state and message are /status's; message nil keeps the current
 	// status message, "" clears it.
@@ -42,9 +44,10 @@ type command struct {
 // commandHelp lists the slash commands for /help, in order.
 var commandHelp = [][2]string{
 	{"/nudge", "nudge the open contact: their window shakes and beeps"},
-	{"/file PATH", "offer a file to the open contact"},
-	{"/accept [NAME]", "accept the open contact's friend request"},
-	{"/reject", "reject the open contact's friend request"},
+	{"/file PATH", "offer a file to the open contact; its progress shows below the conversation"},
+	{"/accept [NAME]", "accept the open contact's friend request; without one, the newest file they offer (⇩)"},
+	{"/reject", "reject the open contact's friend request; without one, the newest file they offer"},
+	{"/cancel [NAME]", "stop the newest file transfer with the open contact that is not over (or the one whose name starts with NAME)"},
 	{"/search WORDS", "search all history (word* matches a prefix)"},
 	{"/status STATE [MSG]", "online, away, busy or invisible; MSG sets your status message, - clears it"},
 	{"/add NAME|ID|INVITE [NOTE]", "send a friend request (a NAME is looked up in the directory), with an optional note"},
@@ -84,7 +87,7 @@ func parseCommand(line string) (command, error) {
 		return command{kind: cmdAccept, text: args}, nil
 	case "reject":
 		if args != "" {
-			return command{}, fmt.Errorf("/reject takes no arguments (it rejects the open contact's request)")
+			return command{}, fmt.Errorf("/reject takes no arguments (it rejects the open contact's request or file offer)")
 		}
 		return command{kind: cmdReject}, nil
 	case "search", "find":
@@ -116,6 +119,8 @@ func parseCommand(line string) (command, error) {
 			return command{}, fmt.Errorf("usage: /add NAME|PEER-ID|INVITE [NOTE]")
 		}
 		return command{kind: cmdAdd, text: target, note: strings.TrimSpace(note)}, nil
+	case "cancel":
+		return command{kind: cmdCancel, text: unquote(args)}, nil
 	case "file", "send-file":
 		p := unquote(args)
 		if p == "" {

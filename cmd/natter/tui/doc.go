@@ -7,10 +7,11 @@
 // from one load of the state and then from the event stream:
 //
 //	Run ──▶ pump ──GET /v1/events──▶ daemon
-//	         │ hello, message, status, typing, nudge, link, presence, contact
+//	         │ hello, message, status, typing, nudge, link, presence,
+//	         │ contact, file
 //	         ▼
 //	       Model.Update ──▶ API calls (send, history pages, read, typing,
-//	         │               accept, presence, search) as tea.Cmds
+//	         │               accept, presence, search, files) as tea.Cmds
 //	         ▼
 //	       Model.View (alt screen; lipgloss degrades colours by itself)
 //
@@ -18,5 +19,8 @@
 // off a client that fell behind); every hello makes the model reload the
 // contacts and the open conversation, so nothing missed while disconnected
 // stays missing. History is paged on demand: scrolling up past the oldest
-// loaded message asks for the page before it.
+// loaded message asks for the page before it. File transfers (files.go)
+// show below their contact's conversation while they run and for a while
+// after; a hello also loads GET /v1/files, so transfers in flight show
+// after a restart of the UI.
 package tui

@@ -44,9 +44,13 @@ type fakeAPI struct {
 	calls    []string
 	sendErr  error
 	offerErr error
-	offer    FileOffer
-	results  []control.Message
-	next     int
+	offer    control.Transfer
+	// transfers is what GET /v1/files answers; FileAction changes them.
+	transfers []control.Transfer
+	filesErr  error
+	actionErr error
+	results   []control.Message
+	next      int
 }
 
 func newFakeAPI() *fakeAPI {
@@ -235,9 +239,41 @@ func (f *fakeAPI) Search(_ context.Context, words, ref string, limit int) ([]con
 	return f.results, nil
 }
 
-func (f *fakeAPI) OfferFile(_ context.Context, ref, path string) (FileOffer, error) {
+func (f *fakeAPI) OfferFile(_ context.Context, ref, path string) (control.Transfer, error) {
 	f.record("file %s %s", ref, path)
 	return f.offer, f.offerErr
+}
+
+func (f *fakeAPI) Files(context.Context) ([]control.Transfer, error) {
+	f.record("files")
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.transfers), f.filesErr
+}
+
+// FileAction moves the transfer as the daemon would (without checking
+// whether the action fits its state: the model decides what to ask).
+func (f *fakeAPI) FileAction(_ context.Context, id, action string) (control.Transfer, error) {
+	f.record("file-%s %s", action, id)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.actionErr != nil {
+		return control.Transfer{}, f.actionErr
+	}
+	i := slices.IndexFunc(f.transfers, func(t control.Transfer) bool { return t.ID == id })
+	if i < 0 {
+		return control.Transfer{}, &control.APIError{Code: 404, Message: "no transfer " + id}
+	}
+	t := &f.transfers[i]
+	switch action {
+	case "accept":
+		t.State, t.Reason = control.TransferAccepted, ""
+	case "reject":
+		t.State, t.Reason = control.TransferRejected, "you rejected it"
+	case "cancel":
+		t.State, t.Reason = control.TransferCancelled, "you cancelled it"
+	}
+	return *t, nil
 }
 
 func (f *fakeAPI) Events(context.Context) (EventStream, error) {

@@ -166,14 +166,6 @@ func (c *conv) prependOlder(page []control.Message) int {
 	return len(older)
 }
 
-// transfer is a file offered from this UI. Its progress comes from the
-// daemon (fileProgressMsg).
-type transfer struct {
-	id, peer, name string
-	size, done     int64
-	state          string
-}
-
 // Model is the terminal UI's bubbletea model.
 type Model struct {
 	api   API
@@ -241,7 +233,10 @@ type Model struct {
 	readInFlight map[string]bool
 	readAgain    map[string]bool
 
-	transfers []*transfer
+	// xfers are the file transfers shown (see files.go), by id.
+	xfers   map[string]*transfer
+	xferSeq int // transfers seen
+	xferGen int // changes applied to xfers
 
 	// rendered caches each message's lines: redrawing the conversation
 	// for every event would otherwise wrap every loaded message again.
@@ -251,6 +246,7 @@ type Model struct {
 // renderedMsg is a message's lines and what they depend on.
 type renderedMsg struct {
 	status, via, them string
+	file              string // a file offer's state
 	width             int
 	lines             []string
 }
@@ -277,6 +273,7 @@ func New(ctx context.Context, api API, o Options) *Model {
 		readInFlight: map[string]bool{},
 		readAgain:    map[string]bool{},
 		rendered:     map[string]renderedMsg{},
+		xfers:        map[string]*transfer{},
 		width:        80,
 		height:       24,
 	}
@@ -351,22 +348,6 @@ type searchMsg struct {
 	query string
 	msgs  []control.Message
 	err   error
-}
-
-type fileMsg struct {
-	peer, path string
-	offer      FileOffer
-	err        error
-}
-
-// fileProgressMsg moves a transfer started with /file along. It is the
-// hook for the daemon's file progress events (issue 5): once they exist,
-// pump maps them to it. Until then nothing sends it and an offer shows as
-// offered.
-type fileProgressMsg struct {
-	id          string
-	done, total int64
-	state       string
 }
 
 type errMsg struct{ err error }
@@ -518,27 +499,13 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		m.refreshOverlay()
 		m.ov.GotoBottom()
 	case fileMsg:
-		if msg.err != nil {
-			cmds = append(cmds, m.setNotice(apiErrText(msg.err), true))
-			break
-		}
-		t := &transfer{id: msg.offer.ID, peer: msg.peer, name: msg.offer.Name, size: msg.offer.Size, state: "offered"}
-		if t.name == "" {
-			t.name = baseName(msg.path)
-		}
-		m.transfers = append(m.transfers, t)
-		m.refreshConv(false)
-		cmds = append(cmds, m.setNotice("offered "+t.name+" ("+humanSize(t.size)+")", false))
-	case fileProgressMsg:
-		for _, t := range m.transfers {
-			if t.id == msg.id {
-				t.done, t.state = msg.done, msg.state
-				if msg.total > 0 {
-					t.size = msg.total
-				}
-			}
-		}
-		m.refreshConv(false)
+		cmds = append(cmds, m.onFileOffered(msg)...)
+	case filesMsg:
+		cmds = append(cmds, m.onFiles(msg)...)
+	case fileActionMsg:
+		cmds = append(cmds, m.onFileAction(msg)...)
+	case transferGoneTick:
+		cmds = append(cmds, m.onTransferGone(msg.id)...)
 	case selfMsg:
 		m.self = msg.status
 	case errMsg:
@@ -865,18 +832,46 @@ func (m *Model) submit() []tea.Cmd {
 		clearInput()
 		return []tea.Cmd{tea.Quit}
 	case cmdAccept, cmdReject:
-		if c == nil || c.State != control.StatePendingIn {
-			who := "the open contact"
-			if c != nil {
-				who = c.label()
+		// A friend request comes first: until it is answered there is
+		// no chat, and no file, with that contact.
+		if c != nil && c.State == control.StatePendingIn {
+			clearInput()
+			if cmd.kind == cmdAccept {
+				return []tea.Cmd{m.accept(c.PeerID, cmd.text)}
 			}
-			return []tea.Cmd{m.setNotice(fmt.Sprintf("%s has no friend request waiting for you", who), true)}
+			return []tea.Cmd{m.reject(c.PeerID)}
+		}
+		if c != nil {
+			if t := m.waitingOffer(c.PeerID); t != nil {
+				if cmd.text != "" {
+					return []tea.Cmd{m.setNotice("/accept NAME names a new contact; a file offer is accepted with /accept alone", true)}
+				}
+				clearInput()
+				if cmd.kind == cmdAccept {
+					return []tea.Cmd{m.fileAction(t, "accept")}
+				}
+				return []tea.Cmd{m.fileAction(t, "reject")}
+			}
+		}
+		who := "the open contact"
+		if c != nil {
+			who = c.label()
+		}
+		return []tea.Cmd{m.setNotice(fmt.Sprintf("%s has no friend request or file offer waiting for you", who), true)}
+	case cmdCancel:
+		if c == nil {
+			return []tea.Cmd{m.setNotice("open a conversation first: /cancel stops a file transfer with its contact", true)}
+		}
+		t := m.unfinished(c.PeerID, cmd.text)
+		if t == nil {
+			what := "no file transfer with " + c.label() + " is in progress"
+			if cmd.text != "" {
+				what = "no file transfer with " + c.label() + " named " + oneLine(cmd.text) + "… is in progress"
+			}
+			return []tea.Cmd{m.setNotice(what, true)}
 		}
 		clearInput()
-		if cmd.kind == cmdAccept {
-			return []tea.Cmd{m.accept(c.PeerID, cmd.text)}
-		}
-		return []tea.Cmd{m.reject(c.PeerID)}
+		return []tea.Cmd{m.fileAction(t, "cancel")}
 	case cmdSearch:
 		clearInput()
 		q := cmd.text
@@ -907,11 +902,7 @@ func (m *Model) submit() []tea.Cmd {
 			return []tea.Cmd{m.setNotice(err.Error(), true)}
 		}
 		clearInput()
-		peer := c.PeerID
-		return []tea.Cmd{m.call(func(ctx context.Context) tea.Msg {
-			off, err := m.api.OfferFile(ctx, peer, path)
-			return fileMsg{peer: peer, path: path, offer: off, err: err}
-		})}
+		return []tea.Cmd{m.offerFile(c.PeerID, path), m.setNotice("reading "+oneLine(baseName(path))+" to offer it…", false)}
 	}
 	return nil
 }
@@ -999,7 +990,7 @@ func (m *Model) onEvent(e control.Event) []tea.Cmd {
 		m.live, m.downWhy = true, ""
 		clear(m.rendered)
 		// Anything may have happened while we were away: reload.
-		cmds := []tea.Cmd{m.loadState()}
+		cmds := []tea.Cmd{m.loadState(), m.loadFiles()}
 		for peer, c := range m.convs {
 			if peer != m.open {
 				delete(m.convs, peer)
@@ -1011,6 +1002,11 @@ func (m *Model) onEvent(e control.Event) []tea.Cmd {
 		return cmds
 	case control.EventMessage:
 		return m.onMessage(e)
+	case control.EventFile:
+		if e.Transfer == nil {
+			return nil
+		}
+		return m.onTransfer(*e.Transfer)
 	case control.EventStatus:
 		c := m.convs[e.PeerID]
 		if c == nil {

@@ -2,8 +2,6 @@ package tui
 
 import (
 	"fmt"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -262,6 +260,9 @@ func TestParseCommand(t *testing.T) {
 		{line: "/file", err: "usage: /file PATH"},
 		{line: "/file ~/My Documents/report.pdf", want: command{kind: cmdFile, text: "~/My Documents/report.pdf"}},
 		{line: `/file "a b.txt"`, want: command{kind: cmdFile, text: "a b.txt"}},
+		{line: "/cancel", want: command{kind: cmdCancel}},
+		{line: "/cancel rep", want: command{kind: cmdCancel, text: "rep"}},
+		{line: `/cancel "my file"`, want: command{kind: cmdCancel, text: "my file"}},
 		{line: "/quit", want: command{kind: cmdQuit}},
 		{line: "/q", want: command{kind: cmdQuit}},
 		{line: "/frobnicate x", err: "unknown command /frobnicate"},
@@ -487,44 +488,6 @@ func TestReconnect(t *testing.T) {
 	require.Contains(t, v, "msg 004")
 	require.Contains(t, v, "◐ bob")
 	require.NotContains(t, v, "carol")
-}
-
-func TestFile(t *testing.T) {
-	api := newFakeAPI()
-	h := newHarness(t, api, bobID)
-	dir := t.TempDir()
-	path := filepath.Join(dir, "report.pdf")
-	require.NoError(t, os.WriteFile(path, make([]byte, 3000), 0o600))
-
-	// A path that is not a file: said here, the daemon is not asked.
-	h.typeText("/file " + filepath.Join(dir, "missing.pdf"))
-	h.key(tea.KeyEnter)
-	require.Contains(t, h.view(), "no such file")
-	require.Empty(t, api.callsLike("file"))
-	h.send(tea.KeyMsg{Type: tea.KeyCtrlU})
-	h.typeText("/file " + dir)
-	h.key(tea.KeyEnter)
-	require.Contains(t, h.view(), "is not a regular file")
-	h.send(tea.KeyMsg{Type: tea.KeyCtrlU})
-
-	// This daemon has no file transfer.
-	api.offerErr = ErrFilesUnavailable
-	h.typeText("/file " + path)
-	h.key(tea.KeyEnter)
-	require.Equal(t, []string{"file " + bobID + " " + path}, api.callsLike("file"))
-	require.Contains(t, h.view(), "file transfer is not available in this daemon")
-
-	// One that has: the offer shows with its progress.
-	api.offerErr = nil
-	api.offer = FileOffer{ID: "f1", Name: "report.pdf", Size: 3000}
-	h.typeText("/file " + path)
-	h.key(tea.KeyEnter)
-	require.Contains(t, h.view(), "⇪ report.pdf (2.9 KiB) — offered")
-	require.Contains(t, h.view(), "  0%")
-	h.send(fileProgressMsg{id: "f1", done: 1500, total: 3000, state: "sending"})
-	require.Contains(t, h.view(), "— sending")
-	require.Contains(t, h.view(), " 50%")
-	require.Contains(t, h.view(), "█")
 }
 
 func TestCommands(t *testing.T) {

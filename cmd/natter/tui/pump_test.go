@@ -140,8 +140,8 @@ func TestPumpStopsOnQuietStream(t *testing.T) {
 }
 
 // TestClientAPIOfferFile runs ClientAPI against a daemon-like server on a
-// unix socket: one without the files route (what daemons answer today),
-// then one with it.
+// unix socket: one without the files routes (an older daemon), then one
+// with them.
 func TestClientAPIOfferFile(t *testing.T) {
 	sock := filepath.Join(t.TempDir(), "c.sock")
 	ln, err := net.Listen("unix", sock)
@@ -161,13 +161,24 @@ func TestClientAPIOfferFile(t *testing.T) {
 			_ = json.NewEncoder(w).Encode(control.Error{Error: "no such endpoint: " + r.Method + " " + r.URL.Path})
 			return
 		}
-		var req fileOfferRequest
+		var req control.SendFileRequest
 		if err := json.NewDecoder(r.Body).Decode(&req); err != nil || !filepath.IsAbs(req.Path) {
 			w.WriteHeader(http.StatusBadRequest)
 			return
 		}
 		w.WriteHeader(http.StatusCreated)
-		_ = json.NewEncoder(w).Encode(FileOffer{ID: "f1", Name: filepath.Base(req.Path), Size: 42})
+		_ = json.NewEncoder(w).Encode(control.Transfer{ID: "f1", PeerID: bobID, Direction: "out", Name: filepath.Base(req.Path), Size: 42, State: control.TransferOffered})
+	})
+	mux.HandleFunc("GET /v1/files", func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		ok := withFiles
+		mu.Unlock()
+		if !ok {
+			w.WriteHeader(http.StatusNotFound)
+			_ = json.NewEncoder(w).Encode(control.Error{Error: "no such endpoint: " + r.Method + " " + r.URL.Path})
+			return
+		}
+		_ = json.NewEncoder(w).Encode([]control.Transfer{{ID: "f1", PeerID: bobID, State: control.TransferDone}})
 	})
 	srv := &http.Server{Handler: mux}
 	go func() { _ = srv.Serve(ln) }()
@@ -176,6 +187,8 @@ func TestClientAPIOfferFile(t *testing.T) {
 	api := ClientAPI{Client: control.NewClient(sock)}
 	ctx := t.Context()
 	_, err = api.OfferFile(ctx, "bob", "/tmp/x.txt")
+	require.ErrorIs(t, err, ErrFilesUnavailable)
+	_, err = api.Files(ctx)
 	require.ErrorIs(t, err, ErrFilesUnavailable)
 	// An unknown contact stays the daemon's 404.
 	_, err = api.OfferFile(ctx, "nobody", "/tmp/x.txt")
@@ -189,7 +202,10 @@ func TestClientAPIOfferFile(t *testing.T) {
 	mu.Unlock()
 	off, err := api.OfferFile(ctx, "bob", "/tmp/x.txt")
 	require.NoError(t, err)
-	require.Equal(t, FileOffer{ID: "f1", Name: "x.txt", Size: 42}, off)
+	require.Equal(t, control.Transfer{ID: "f1", PeerID: bobID, Direction: "out", Name: "x.txt", Size: 42, State: control.TransferOffered}, off)
+	ts, err := api.Files(ctx)
+	require.NoError(t, err)
+	require.Equal(t, []control.Transfer{{ID: "f1", PeerID: bobID, State: control.TransferDone}}, ts)
 
 	// And the event stream through the same adapter.
 	_, err = ClientAPI{Client: control.NewClient(filepath.Join(t.TempDir(), "none.sock"))}.Events(ctx)

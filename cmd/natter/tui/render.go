@@ -131,7 +131,9 @@ func (r convRender) message(m control.Message) []string {
 	}
 
 	var body []string
-	if m.Kind == control.KindNudge {
+	if m.Kind == control.KindFile {
+		body = r.fileBody(m, textW)
+	} else if m.Kind == control.KindNudge {
 		msg := "nudged you!"
 		if m.Direction == "out" {
 			msg = "you nudged " + r.them
@@ -172,6 +174,33 @@ func (r convRender) message(m control.Message) []string {
 		}
 	}
 	return lines
+}
+
+// fileBody is a file offer in the history: the file, its size and how
+// its transfer stands, then the note:
+//
+//	⇩ photos-2026.tar (200.0 MiB) · done
+//	  “the trip”
+func (r convRender) fileBody(m control.Message, w int) []string {
+	arrow := "⇪"
+	if m.Direction == "in" {
+		arrow = "⇩"
+	}
+	head := arrow + " a file"
+	if f := m.File; f != nil {
+		head = fmt.Sprintf("%s %s (%s)", arrow, oneLine(f.Name), humanSize(f.Size))
+		if f.State != "" {
+			head += " · " + oneLine(f.State)
+		}
+	}
+	var body []string
+	for _, l := range wrap(head, w) {
+		body = append(body, r.st.bold.Render(l))
+	}
+	if m.Text != "" {
+		body = append(body, wrap("“"+sanitize(m.Text)+"”", w)...)
+	}
+	return body
 }
 
 // sameDay reports whether a and b fall on the same local day.

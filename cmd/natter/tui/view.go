@@ -157,40 +157,38 @@ func (m *Model) convLines(w int) []string {
 		}
 		out = append(out, m.messageLines(r, msg)...)
 	}
-	for _, t := range m.transfers {
-		if t.peer == m.open {
-			out = append(out, m.transferLines(t, w)...)
-		}
-	}
+	out = append(out, m.transferBlock(m.open, w)...)
 	return out
 }
 
 // messageLines renders a message, from the cache when nothing it depends
 // on changed.
 func (m *Model) messageLines(r convRender, msg control.Message) []string {
-	if c, ok := m.rendered[msg.ID]; ok && c.status == msg.Status && c.via == msg.Via && c.them == r.them && c.width == r.width {
+	file := ""
+	if msg.Kind == control.KindFile {
+		// The transfer's live state is newer than the page's.
+		file = "?"
+		if msg.File != nil {
+			file = msg.File.State
+		}
+		if t := m.xfers[msg.ID]; t != nil {
+			f := control.FileRef{Name: t.Name, Size: t.Size, MediaType: t.MediaType, SHA256: t.SHA256}
+			if msg.File != nil {
+				f = *msg.File // a copy: the conversation keeps its own
+			}
+			f.State, file = t.State, t.State
+			msg.File = &f
+		}
+	}
+	if c, ok := m.rendered[msg.ID]; ok && c.status == msg.Status && c.via == msg.Via && c.them == r.them && c.width == r.width && c.file == file {
 		return c.lines
 	}
 	lines := r.message(msg)
 	if len(m.rendered) >= maxRendered {
 		clear(m.rendered)
 	}
-	m.rendered[msg.ID] = renderedMsg{status: msg.Status, via: msg.Via, them: r.them, width: r.width, lines: lines}
+	m.rendered[msg.ID] = renderedMsg{status: msg.Status, via: msg.Via, them: r.them, width: r.width, file: file, lines: lines}
 	return lines
-}
-
-// transferLines shows a file offered from this UI with its progress.
-func (m *Model) transferLines(t *transfer, w int) []string {
-	head := fmt.Sprintf("⇪ %s (%s) — %s", oneLine(t.name), humanSize(t.size), sanitize(t.state))
-	pct := 0
-	if t.size > 0 {
-		pct = int(min(t.done, t.size) * 100 / t.size)
-	}
-	tail := fmt.Sprintf(" %3d%%", pct)
-	return []string{
-		m.st.system.Render(fit(head, w)),
-		bar(t.done, t.size, max(w-width(tail), 3)) + tail,
-	}
 }
 
 func (m *Model) welcomeLines(w int) []string {
@@ -424,8 +422,9 @@ func (m *Model) listLines(w, h int) []string {
 			out = append(out, m.st.dim.Render(fit(" "+l, w)))
 		}
 	}
+	waiting := m.waitingByPeer()
 	for i := m.listTop; i < len(m.contacts) && len(out)+2 <= h; i++ {
-		out = append(out, m.contactLines(m.contacts[i], i, w)...)
+		out = append(out, m.contactLines(m.contacts[i], i, w, waiting)...)
 	}
 	for len(out) < h {
 		out = append(out, strings.Repeat(" ", w))
@@ -433,7 +432,7 @@ func (m *Model) listLines(w, h int) []string {
 	return out[:h]
 }
 
-func (m *Model) contactLines(c *contact, i, w int) []string {
+func (m *Model) contactLines(c *contact, i, w int, waiting map[string]int) []string {
 	mark := " "
 	switch {
 	case m.focus == focusList && i == m.sel:
@@ -446,6 +445,9 @@ func (m *Model) contactLines(c *contact, i, w int) []string {
 	switch {
 	case c.typing && c.State == control.StateAccepted:
 		badge = " ✎"
+	}
+	if waiting[c.PeerID] > 0 {
+		badge += " ⇩"
 	}
 	if c.Unread > 0 && c.State == control.StateAccepted {
 		badge += " " + m.st.badge.Render(fmt.Sprintf(" %d ", c.Unread))
