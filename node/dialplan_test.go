@@ -1,6 +1,8 @@
 package node
 
 import (
+	"context"
+	"errors"
 	"testing"
 
 	"github.com/libp2p/go-libp2p/core/network"
@@ -56,4 +58,41 @@ func TestDialPlan(t *testing.T) {
 	}
 	// Anyone else: libp2p's default ranking.
 	require.Len(t, p.rank([]ma.Multiaddr{direct}), 1)
+}
+
+// TestConnectEachTransport: when go-libp2p hands every Connect the same
+// connection (one came up before the others asked, or something else
+// reached the server first), the rendezvous is dialled again until each
+// transport has its own connection; a transport whose dial fails is not
+// retried.
+func TestConnectEachTransport(t *testing.T) {
+	ts := []string{"quic", "tcp"}
+	ctx := context.Background()
+	errDial := errors.New("dial failed")
+	for _, tc := range []struct {
+		name        string
+		results     [][]error  // what each attempt's Connects return
+		have        [][]string // the transports after each attempt
+		wantMissing []string
+		wantResets  int
+		wantErr     error
+	}{
+		{"both at once", [][]error{{nil, nil}}, [][]string{{"quic", "tcp"}}, nil, 0, nil},
+		{"one connection shared, then both", [][]error{{nil, nil}, {nil, nil}}, [][]string{{"tcp"}, {"quic", "tcp"}}, nil, 1, nil},
+		{"always one", [][]error{{nil, nil}, {nil, nil}, {nil, nil}}, [][]string{{"tcp"}, {"quic"}, {"tcp"}}, []string{"quic"}, 2, nil},
+		{"quic blocked", [][]error{{errDial, nil}}, [][]string{{"tcp"}}, []string{"quic"}, 0, nil},
+		{"server down", [][]error{{errDial, errDial}}, [][]string{nil}, nil, 0, errDial},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			attempt, resets := 0, 0
+			missing, err := connectEachTransport(ctx, ts, 3,
+				func(context.Context) []error { attempt++; return tc.results[attempt-1] },
+				func() []string { return tc.have[attempt-1] },
+				func() { resets++ })
+			require.ErrorIs(t, err, tc.wantErr)
+			require.ElementsMatch(t, tc.wantMissing, missing)
+			require.Equal(t, tc.wantResets, resets)
+			require.Equal(t, len(tc.results), attempt, "attempts")
+		})
+	}
 }

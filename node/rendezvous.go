@@ -205,6 +205,16 @@ func (n *Node) rdvSession(ctx context.Context, l *rdvLink) error {
 // connectRendezvous connects to the server once per transport we share
 // with it, concurrently (see dialPlan). It succeeds if any connection
 // comes up.
+//
+// A Connect that starts after another one's connection is up returns at
+// once without dialling (go-libp2p: already connected), and so does every
+// Connect when something else (the DHT, a contact's relayed dial) reached
+// the server first: the node would then hold a single transport to the
+// server and could not punch holes over the other one (a QUIC-only node
+// and a TCP-only one never meet). When every Connect succeeded and still
+// a transport is missing, it closes the connections and dials again, up to
+// rdvConnectAttempts times. A Connect that failed means that transport
+// does not get through (UDP filtered...): no point in trying again.
 func (n *Node) connectRendezvous(ctx context.Context, l *rdvLink) error {
 	var ts []string
 	for _, a := range l.info.Addrs {
@@ -216,27 +226,69 @@ func (n *Node) connectRendezvous(ctx context.Context, l *rdvLink) error {
 	if len(ts) == 0 {
 		return fmt.Errorf("no address of the server uses our transports %v", n.cfg.Transports)
 	}
+	id := l.info.ID
+	missing, err := connectEachTransport(ctx, ts, rdvConnectAttempts,
+		func(ctx context.Context) []error { return n.dialEachTransport(ctx, l.info, ts) },
+		func() []string { return n.transportsTo(id) },
+		func() {
+			n.log.Debug("rendezvous reached over fewer transports than asked, dialling again", "server", id.String(), "have", n.transportsTo(id))
+			_ = n.host.Network().ClosePeer(id)
+		})
+	if err == nil && len(missing) > 0 {
+		n.log.Warn("rendezvous reached without some transports: hole punching over them will fail", "server", id.String(), "missing", missing)
+	}
+	return err
+}
+
+// rdvConnectAttempts bounds how often connectRendezvous starts over
+// because it got fewer connections than transports.
+const rdvConnectAttempts = 3
+
+// connectEachTransport runs dial (one Connect per transport in ts, at once)
+// until have reports every transport of ts, every Connect succeeded but a
+// transport is still missing attempts times (reset closes the connections
+// before each new try), or a Connect failed. It fails only if no Connect
+// succeeded; it returns the transports still missing.
+func connectEachTransport(ctx context.Context, ts []string, attempts int, dial func(context.Context) []error, have func() []string, reset func()) (missing []string, err error) {
+	for attempt := 1; ; attempt++ {
+		var ok int
+		for _, e := range dial(ctx) {
+			if e == nil {
+				ok++
+			} else if err == nil {
+				err = e
+			}
+		}
+		if ok == 0 {
+			return nil, err
+		}
+		got := have()
+		missing = slices.DeleteFunc(slices.Clone(ts), func(t string) bool { return slices.Contains(got, t) })
+		if len(missing) == 0 || ok < len(ts) || attempt >= attempts || ctx.Err() != nil {
+			return missing, nil
+		}
+		reset()
+		err = nil
+	}
+}
+
+// dialEachTransport issues one Connect to the server per transport, at
+// once, after queueing the transports in the dial plan, and returns their
+// results.
+func (n *Node) dialEachTransport(ctx context.Context, info peer.AddrInfo, ts []string) []error {
 	cctx, cancel := context.WithTimeout(ctx, rdvConnectTimeout)
 	defer cancel()
-	n.plan.expect(l.info.ID, ts)
-	errs := make(chan error, len(ts))
+	n.plan.expect(info.ID, ts)
+	defer n.plan.expect(info.ID, nil)
+	results := make(chan error, len(ts))
 	for range ts {
-		go func() { errs <- n.host.Connect(cctx, l.info) }()
+		go func() { results <- n.host.Connect(cctx, info) }()
 	}
-	var firstErr error
-	ok := false
-	for range ts {
-		if err := <-errs; err == nil {
-			ok = true
-		} else if firstErr == nil {
-			firstErr = err
-		}
+	errs := make([]error, len(ts))
+	for i := range errs {
+		errs[i] = <-results
 	}
-	n.plan.expect(l.info.ID, nil)
-	if ok {
-		return nil
-	}
-	return firstErr
+	return errs
 }
 
 // reserve takes or renews the relay slot; it returns when to do it again.

@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
 	"strconv"
@@ -73,9 +72,7 @@ plus the ramp. 10,000 nodes need about 5 GiB of memory for the nodes.`,
 			rep, err := loadgen.Run(cmd.Context(), c, loadgen.ProcessStarter(argv, g.stderr))
 			if rep != nil {
 				if asJSON {
-					enc := json.NewEncoder(g.stdout)
-					enc.SetIndent("", "  ")
-					_ = enc.Encode(rep)
+					_ = g.writeJSON(rep)
 				} else {
 					rep.WriteTable(g.stdout)
 				}

@@ -2,8 +2,6 @@ package cli
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -35,16 +33,11 @@ what they contain, or who wrote them inside.`,
 			ctx, cancel := context.WithTimeout(cmd.Context(), 10*time.Second)
 			defer cancel()
 			rep, err := rendezvous.NewAdminClient(cfg.DataDir).Mailboxes(ctx)
-			if errors.Is(err, rendezvous.ErrNotRunning) {
-				return fmt.Errorf("no %s is running on data dir %s (start it with: %s run --data-dir %s)", prog, cfg.DataDir, prog, cfg.DataDir)
-			}
 			if err != nil {
-				return err
+				return adminErr(err, cfg.DataDir)
 			}
 			if asJSON {
-				enc := json.NewEncoder(g.stdout)
-				enc.SetIndent("", "  ")
-				return enc.Encode(rep)
+				return g.writeJSON(rep)
 			}
 			printMailboxes(g, rep, time.Now())
 			return nil

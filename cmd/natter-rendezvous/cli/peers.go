@@ -2,8 +2,6 @@ package cli
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -33,19 +31,14 @@ connection age and open relayed connections.`,
 			ctx, cancel := context.WithTimeout(cmd.Context(), 10*time.Second)
 			defer cancel()
 			peers, err := rendezvous.NewAdminClient(cfg.DataDir).Peers(ctx)
-			if errors.Is(err, rendezvous.ErrNotRunning) {
-				return fmt.Errorf("no %s is running on data dir %s (start it with: %s run --data-dir %s)", prog, cfg.DataDir, prog, cfg.DataDir)
-			}
 			if err != nil {
-				return err
+				return adminErr(err, cfg.DataDir)
 			}
 			if asJSON {
-				enc := json.NewEncoder(g.stdout)
-				enc.SetIndent("", "  ")
 				if peers == nil {
 					peers = []rendezvous.OnlinePeer{}
 				}
-				return enc.Encode(peers)
+				return g.writeJSON(peers)
 			}
 			printPeers(g, peers, time.Now())
 			return nil

@@ -5,6 +5,7 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -175,4 +176,20 @@ func newLogger(w io.Writer, level, format string) *slog.Logger {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// adminErr turns the admin client's "no server on this data dir" into a
+// message that says how to start one.
+func adminErr(err error, dataDir string) error {
+	if errors.Is(err, rendezvous.ErrNotRunning) {
+		return fmt.Errorf("no %s is running on data dir %s (start it with: %s run --data-dir %s)", prog, dataDir, prog, dataDir)
+	}
+	return err
+}
+
+// writeJSON prints v indented, as every --json output of this program.
+func (g *globals) writeJSON(v any) error {
+	enc := json.NewEncoder(g.stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
 }
