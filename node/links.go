@@ -158,6 +158,7 @@ func (n *Node) runContact(ctx context.Context, l *contactLink) {
 	var (
 		p          = l.id
 		dialBo     = newBackoff(time.Second, time.Minute)
+		nextDial   time.Time // no dial before; zero once a link proved itself
 		directBo   = newBackoff(n.cfg.DirectRetry, n.cfg.DirectRetryMax)
 		nextDirect time.Time
 		punching   = make(chan error, 1)
@@ -179,6 +180,8 @@ func (n *Node) runContact(ctx context.Context, l *contactLink) {
 				l.mu.Lock()
 				l.rtt = rtt
 				l.mu.Unlock()
+				dialBo.reset()
+				nextDial = time.Time{}
 			}
 		}
 		prev = path
@@ -186,9 +189,17 @@ func (n *Node) runContact(ctx context.Context, l *contactLink) {
 		switch path {
 		case control.PathNone:
 			misses = 0
+			if wait := time.Until(nextDial); wait > 0 {
+				wake = wait
+				break
+			}
+			// A connection that opens is not yet a link: one the
+			// contact closes at once (its gater: we are blocked) must
+			// not be dialled again at once, so the backoff only resets
+			// when a ping over the link has succeeded.
 			err := n.connectContact(ctx, p)
+			nextDial = time.Now().Add(dialBo.next())
 			if err == nil {
-				dialBo.reset()
 				nextDirect = time.Now().Add(n.cfg.DirectRetry)
 				continue
 			}
@@ -197,7 +208,7 @@ func (n *Node) runContact(ctx context.Context, l *contactLink) {
 			}
 			l.setErr(err)
 			n.log.Debug("contact unreachable", "peer", p.ShortString(), "err", err)
-			wake = dialBo.next()
+			wake = time.Until(nextDial)
 		case control.PathRelayed:
 			if n.hps.Load() != nil && n.holePunchArmed() && !inPunch && !time.Now().Before(nextDirect) {
 				inPunch = true
@@ -257,6 +268,8 @@ func (n *Node) runContact(ctx context.Context, l *contactLink) {
 				continue
 			}
 			misses = 0
+			dialBo.reset()
+			nextDial = time.Time{}
 			l.mu.Lock()
 			l.rtt = rtt
 			l.mu.Unlock()

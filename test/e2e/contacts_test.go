@@ -94,12 +94,21 @@ func TestRejectAndBlockAcrossNATs(t *testing.T) {
 		t.Fatalf("contacts add: %v: %s", err, out)
 	}
 	// Carol's node keeps trying; Alice's gater refuses every connection.
+	// Carol sees each relayed connection open and close at once, so she
+	// must back off rather than dial again at once (she once dialled
+	// every 50 ms).
+	dialsBefore := strings.Count(carol.proc.Log(), "path=relayed")
 	time.Sleep(5 * time.Second)
 	if c := alice.contact(t, carol.id); c.Connected || c.State != control.StateBlocked {
 		t.Fatalf("blocked peer: %+v", c)
 	}
-	if c := carol.contact(t, alice.id); c.State != control.StatePendingOut || c.Connected {
+	if c := carol.contact(t, alice.id); c.State != control.StatePendingOut {
 		t.Fatalf("carol: %+v", c)
+	}
+	dials := strings.Count(carol.proc.Log(), "path=relayed") - dialsBefore
+	t.Logf("carol connected %d times while blocked", dials)
+	if dials > 8 {
+		t.Fatalf("carol's node connected to alice %d times in 5 s: no backoff", dials)
 	}
 }
 
