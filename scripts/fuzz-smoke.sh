@@ -39,9 +39,22 @@ else
 fi
 echo "fuzz: $n targets, $t each"
 start=$(date +%s)
+# Go's fuzzing coordinator can fail a run as its -fuzztime ends with a bare
+# "context deadline exceeded" and no failing input (golang/go#75804, a race
+# in internal/fuzz, worse on a loaded machine): that is not a finding. A
+# run counts as failed when it wrote a failing input under testdata/fuzz,
+# or failed for any other reason.
+corpus() { ls "$1" 2>/dev/null | wc -l; }
 while read -r dir pkg f; do
 	echo "fuzz $pkg $f ($t)"
+	before=$(corpus "$dir/testdata/fuzz/$f")
 	go test -run '^$' -fuzz "^$f\$" -fuzztime "$t" -fuzzminimizetime 20x "$pkg" >"$log" 2>&1 || {
+		if [ "$(corpus "$dir/testdata/fuzz/$f")" -eq "$before" ] &&
+			grep -q '^    context deadline exceeded$' "$log" &&
+			! grep -q 'Failing input written' "$log"; then
+			echo "fuzz $pkg $f: Go's fuzz coordinator stopped with 'context deadline exceeded' and no failing input (golang/go#75804); not a finding" >&2
+			continue
+		fi
 		tail -n 40 "$log" >&2
 		echo "fuzz $pkg $f FAILED; the input is saved under $dir/testdata/fuzz/$f/ and replays with: go test -run '$f' $pkg" >&2
 		exit 1
