@@ -194,6 +194,7 @@ func TestFileResumeAfterKill(t *testing.T) {
 	// As in TestReconnectAfterRestart: restart once the survivor noticed.
 	waitPath(t, alice, bob, control.PathNone, 30*time.Second)
 	bob.start(t)
+	waitBothTransports(t, bob)
 	// Straight after the restart, before any new data: the checkpoint.
 	resumedAt := bob.transfer(t, id).BytesDone
 	if resumedAt <= 0 {
@@ -210,6 +211,7 @@ func TestFileResumeAfterKill(t *testing.T) {
 	})
 	pausedAt := bob.transfer(t, id).BytesDone
 	alice.start(t)
+	waitBothTransports(t, alice)
 
 	in := waitTransferState(t, bob, id, control.TransferDone, transferWithin)
 	if got := sha256File(t, in.FinalPath); got != sum {

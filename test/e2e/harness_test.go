@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -306,4 +307,21 @@ func (n *nodeProc) events(ctx context.Context, t testing.TB) <-chan control.Even
 		}
 	}()
 	return ch
+}
+
+// waitBothTransports waits until n is connected to its rendezvous over
+// TCP and QUIC: a node left with one transport cannot punch a hole to a
+// contact left with the other (after a restart it once got QUIC only,
+// its contact TCP only, and their link stayed relayed).
+func waitBothTransports(t testing.TB, n *nodeProc) {
+	t.Helper()
+	waitFor(t, 30*time.Second, n.name+" connected to the rendezvous over tcp and quic", func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		st, err := n.api.Status(ctx)
+		if err != nil || len(st.Rendezvous) == 0 {
+			return false
+		}
+		return slices.Equal(st.Rendezvous[0].Transports, []string{"quic", "tcp"})
+	})
 }

@@ -178,6 +178,7 @@ func TestReconnectAfterRestart(t *testing.T) {
 	bob.proc.Kill()
 	waitPath(t, alice, bob, control.PathNone, 30*time.Second)
 	bob.start(t)
+	waitBothTransports(t, bob)
 	waitPath(t, alice, bob, control.PathDirect, directWithin)
 	waitPath(t, bob, alice, control.PathDirect, directWithin)
 	pingVia(t, bob, "alice", "direct")
