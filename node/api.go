@@ -407,6 +407,10 @@ func (n *Node) handleRemoveContact(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, statusOf(err), err)
 		return
 	}
+	if c.State == store.StatePendingOut {
+		// Before the link stops: over it, the contact learns at once.
+		n.withdrawRequest(r.Context(), c)
+	}
 	n.stopContact(c.PeerID)
 	n.gater.set(c.PeerID, false)
 	n.log.Info("contact removed", "peer", c.PeerID.ShortString(), "name", c.Name)

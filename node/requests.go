@@ -22,6 +22,7 @@ import (
 //	contacts add B      A: pending_out ──REQUEST──▶ B: pending_in
 //	contacts accept A   A: accepted    ◀──ACCEPT─── B: accepted
 //	contacts reject A   A: (removed)   ◀──REJECT─── B: (removed; cooldown)
+//	contacts remove B   A: (removed)   ─WITHDRAW──▶ B: (removed), if connected
 //	contacts block X    X is refused by the connection gater
 //
 // The requester sends REQUEST every time a connection to the receiver
@@ -140,6 +141,19 @@ func (h requestHandler) HandleContact(ctx context.Context, from peer.ID, req con
 			return contact.Response{Status: contact.StatusOK}
 		}
 		return contact.Response{Status: contact.StatusRefused, Reason: "no request of ours to reject"}
+	case contact.KindWithdraw:
+		switch {
+		case !known:
+			return contact.Response{Status: contact.StatusOK} // already gone
+		case c.State != store.StatePendingIn:
+			return contact.Response{Status: contact.StatusRefused, Reason: "no request from you to withdraw"}
+		}
+		if err := n.store.RemoveContact(ctx, from); err != nil {
+			return tryLater
+		}
+		n.log.Info("friend request withdrawn", "peer", from.ShortString(), "name", c.Name)
+		n.publish(control.Event{Type: control.EventContact, PeerID: from.String(), Name: c.Name, State: control.StateWithdrawn})
+		return contact.Response{Status: contact.StatusOK}
 	}
 	return contact.Response{Status: contact.StatusRefused, Reason: "unknown request"}
 }
@@ -240,6 +254,31 @@ func (n *Node) sendRequest(ctx context.Context, p peer.ID) {
 			l.setErr(fmt.Errorf("friend request refused: %s", resp.Reason))
 		}
 	}
+}
+
+// withdrawTimeout bounds telling a contact we withdrew our request.
+const withdrawTimeout = 5 * time.Second
+
+// withdrawRequest tells c, whose contact entry we just removed while our
+// request to it was pending, to drop that request. Best effort: only if we
+// are connected to it now (a contact we cannot reach keeps the request
+// until its user answers it; the answer then finds nobody).
+func (n *Node) withdrawRequest(ctx context.Context, c store.Contact) {
+	if path, _ := n.pathTo(c.PeerID); path == control.PathNone {
+		n.log.Info("friend request withdrawn; the contact is not connected and is not told", "peer", c.PeerID.ShortString(), "name", c.Name)
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, withdrawTimeout)
+	defer cancel()
+	resp, err := contact.Send(ctx, n.host, c.PeerID, contact.Request{Kind: contact.KindWithdraw})
+	if err == nil && resp.Status != contact.StatusOK {
+		err = fmt.Errorf("%s: %s", resp.Status, resp.Reason)
+	}
+	if err != nil {
+		n.log.Info("friend request withdrawn; telling the contact failed", "peer", c.PeerID.ShortString(), "name", c.Name, "err", err)
+		return
+	}
+	n.log.Info("friend request withdrawn", "peer", c.PeerID.ShortString(), "name", c.Name)
 }
 
 // answerRequest tells p we accepted or rejected its request, if it is

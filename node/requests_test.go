@@ -153,6 +153,47 @@ func TestFriendRequestReject(t *testing.T) {
 	}
 }
 
+// TestFriendRequestWithdraw: removing a contact we asked, before it
+// answered, takes the request back on its side too; a WITHDRAW for a
+// request that does not exist, or for a contact already accepted, changes
+// nothing.
+func TestFriendRequestWithdraw(t *testing.T) {
+	a := newTestNode(t, testConfig(t), "alice")
+	b := newTestNode(t, testConfig(t), "bob")
+	introduce(a, b)
+	ctx := context.Background()
+	ca := apiClient(a)
+	evB := subscribe(t, b)
+
+	_, err := ca.AddContact(ctx, control.AddContactRequest{Target: b.ID().String(), Name: "bob", Note: "hi"})
+	require.NoError(t, err)
+	waitState(t, b, a, store.StatePendingIn)
+	waitEvent(t, evB, func(e control.Event) bool { return e.Type == control.EventContact && e.State == control.StatePendingIn })
+	require.Eventually(t, func() bool { p, _ := a.pathTo(b.ID()); return p != control.PathNone }, 10*time.Second, 20*time.Millisecond)
+
+	require.NoError(t, ca.RemoveContact(ctx, "bob"))
+	require.Equal(t, "", contactState(t, a, b))
+	// Told over the link before it stopped: gone at once, with an event.
+	require.Equal(t, "", contactState(t, b, a))
+	e := waitEvent(t, evB, func(e control.Event) bool { return e.Type == control.EventContact })
+	require.Equal(t, control.StateWithdrawn, e.State)
+	require.Equal(t, a.ID().String(), e.PeerID)
+
+	// A WITHDRAW from a stranger, or from an accepted contact, does
+	// nothing: only a pending request can be taken back.
+	c := newTestNode(t, testConfig(t), "carol")
+	introduce(c, b)
+	require.NoError(t, c.Host().Connect(ctx, peer.AddrInfo{ID: b.ID()}))
+	resp, err := contact.Send(ctx, c.Host(), b.ID(), contact.Request{Kind: contact.KindWithdraw})
+	require.NoError(t, err)
+	require.Equal(t, contact.StatusOK, resp.Status, "nothing to withdraw: already gone")
+	befriend(t, b, "bob", c, "carol")
+	resp, err = contact.Send(ctx, c.Host(), b.ID(), contact.Request{Kind: contact.KindWithdraw})
+	require.NoError(t, err)
+	require.Equal(t, contact.StatusRefused, resp.Status)
+	require.Equal(t, store.StateAccepted, contactState(t, b, c))
+}
+
 // TestBlock: a blocked peer's connections are refused by the gater, so
 // its requests never arrive; removing the block lets it in again.
 func TestBlock(t *testing.T) {

@@ -34,6 +34,9 @@ const (
 	// StateRejected appears only in contact events: a request was
 	// rejected (ours by them, or theirs by us) and the entry is gone.
 	StateRejected = "rejected"
+	// StateWithdrawn appears only in contact events: the requester took
+	// its request to us back and the entry is gone.
+	StateWithdrawn = "withdrawn"
 )
 
 // Presence values. Contacts never see "invisible": it is shown to them as

@@ -35,9 +35,10 @@ const (
 
 // Kinds and statuses, re-exported so that callers need not import pb.
 const (
-	KindRequest = pb.Kind_REQUEST
-	KindAccept  = pb.Kind_ACCEPT
-	KindReject  = pb.Kind_REJECT
+	KindRequest  = pb.Kind_REQUEST
+	KindAccept   = pb.Kind_ACCEPT
+	KindReject   = pb.Kind_REJECT
+	KindWithdraw = pb.Kind_WITHDRAW
 
 	StatusOK          = pb.Status_OK
 	StatusPending     = pb.Status_PENDING
@@ -72,7 +73,7 @@ func ValidateText(what, s string, max int) error { return wire.ValidateText(what
 
 func validateRequest(m *pb.Request) error {
 	switch m.GetKind() {
-	case pb.Kind_REQUEST, pb.Kind_ACCEPT, pb.Kind_REJECT:
+	case pb.Kind_REQUEST, pb.Kind_ACCEPT, pb.Kind_REJECT, pb.Kind_WITHDRAW:
 	default:
 		return fmt.Errorf("unknown kind %d: %w", m.GetKind(), wire.ErrInvalid)
 	}

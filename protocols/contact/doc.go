@@ -17,7 +17,9 @@
 // with ACCEPTED or REJECTED. Two users who add each other are accepted at
 // once (the receiver of a REQUEST that has its own pending_out request to
 // the requester answers ACCEPTED). Everything is idempotent: a repeated
-// REQUEST does not create a second request.
+// REQUEST does not create a second request. A requester that removes the
+// contact before an answer sends WITHDRAW (if it can reach the receiver
+// then), and the receiver drops the pending request.
 //
 // Limits: a note is at most MaxNoteBytes and a name MaxNameBytes of UTF-8
 // without control characters; a frame is at most MaxFrameSize. The service

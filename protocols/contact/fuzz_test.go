@@ -17,6 +17,7 @@ func FuzzDecode(f *testing.F) {
 	for _, m := range []proto.Message{
 		&pb.Request{Kind: pb.Kind_REQUEST, Note: "hi, it's Bob", Name: "Bob"},
 		&pb.Request{Kind: pb.Kind_ACCEPT},
+		&pb.Request{Kind: pb.Kind_WITHDRAW},
 		&pb.Response{Status: pb.Status_PENDING},
 		&pb.Response{Status: pb.Status_RATE_LIMITED, Reason: "too many requests"},
 		&pb.Request{Kind: pb.Kind(9), Note: "bell\a"},

@@ -1075,6 +1075,8 @@ func (m *Model) onEvent(e control.Event) []tea.Cmd {
 			note = name + " is now your contact"
 		case control.StateRejected:
 			note = "the friend request with " + name + " was rejected"
+		case control.StateWithdrawn:
+			note = name + " withdrew their friend request"
 		case control.StateBlocked:
 			note = name + " is blocked"
 		}

@@ -332,6 +332,21 @@ func TestFriendRequests(t *testing.T) {
 	h.typeText("a")
 	require.Equal(t, []string{fmt.Sprintf("accept %s %q", "12D3KooWHalHal", "")}, api.callsLike("accept"))
 	require.Contains(t, h.view(), "accepted hal")
+
+	// A request taken back leaves the list, and says so.
+	api.mu.Lock()
+	api.contacts = append(api.contacts, control.Contact{PeerID: "12D3KooWIdaIda", Name: "ida", State: control.StatePendingIn})
+	api.status.Contacts = append(api.status.Contacts, control.ContactStatus{PeerID: "12D3KooWIdaIda", Name: "ida", State: control.StatePendingIn})
+	api.mu.Unlock()
+	h.send(eventMsg{control.Event{Type: control.EventContact, PeerID: "12D3KooWIdaIda", Name: "ida", State: control.StatePendingIn}})
+	require.NotEmpty(t, h.line("? ida"))
+	api.mu.Lock()
+	api.contacts = api.contacts[:len(api.contacts)-1]
+	api.status.Contacts = api.status.Contacts[:len(api.status.Contacts)-1]
+	api.mu.Unlock()
+	h.send(eventMsg{control.Event{Type: control.EventContact, PeerID: "12D3KooWIdaIda", Name: "ida", State: control.StateWithdrawn}})
+	require.Contains(t, h.view(), "ida withdrew their friend request")
+	require.Empty(t, h.line("? ida"))
 }
 
 func TestScrollback(t *testing.T) {

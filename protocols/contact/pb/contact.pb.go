@@ -34,6 +34,9 @@ const (
 	Kind_ACCEPT Kind = 2
 	// The receiver of a request rejected it.
 	Kind_REJECT Kind = 3
+	// The requester took its request back before an answer (it removed the
+	// contact): the receiver drops its pending request.
+	Kind_WITHDRAW Kind = 4
 )
 
 // Enum value maps for Kind.
@@ -43,12 +46,14 @@ var (
 		1: "REQUEST",
 		2: "ACCEPT",
 		3: "REJECT",
+		4: "WITHDRAW",
 	}
 	Kind_value = map[string]int32{
 		"KIND_UNSPECIFIED": 0,
 		"REQUEST":          1,
 		"ACCEPT":           2,
 		"REJECT":           3,
+		"WITHDRAW":         4,
 	}
 )
 
@@ -83,7 +88,7 @@ type Status int32
 
 const (
 	Status_STATUS_UNSPECIFIED Status = 0
-	// ACCEPT or REJECT applied.
+	// ACCEPT, REJECT or WITHDRAW applied.
 	Status_OK Status = 1
 	// The request is stored and waits for the user's answer.
 	Status_PENDING Status = 2
@@ -272,14 +277,15 @@ const file_contact_proto_rawDesc = "" +
 	"\x04name\x18\x03 \x01(\tR\x04name\"R\n" +
 	"\bResponse\x12.\n" +
 	"\x06status\x18\x01 \x01(\x0e2\x16.natter.contact.StatusR\x06status\x12\x16\n" +
-	"\x06reason\x18\x02 \x01(\tR\x06reason*A\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason*O\n" +
 	"\x04Kind\x12\x14\n" +
 	"\x10KIND_UNSPECIFIED\x10\x00\x12\v\n" +
 	"\aREQUEST\x10\x01\x12\n" +
 	"\n" +
 	"\x06ACCEPT\x10\x02\x12\n" +
 	"\n" +
-	"\x06REJECT\x10\x03*p\n" +
+	"\x06REJECT\x10\x03\x12\f\n" +
+	"\bWITHDRAW\x10\x04*p\n" +
 	"\x06Status\x12\x16\n" +
 	"\x12STATUS_UNSPECIFIED\x10\x00\x12\x06\n" +
 	"\x02OK\x10\x01\x12\v\n" +
