@@ -116,7 +116,7 @@ func resourceLimits(cfg Config) rcmgr.ConcreteLimitConfig {
 			kadProtocol:                perPeer(peerStreamsKad),
 		},
 	}
-	for _, svc := range []string{ping.ServiceName, identify.ServiceName, autonat.ServiceName, relay.ServiceName, rdvproto.ServiceName} {
+	for svc := range partial.ServicePeer {
 		partial.Service[svc] = shared
 	}
 	for p := range partial.ProtocolPeer {

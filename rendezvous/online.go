@@ -240,7 +240,7 @@ func (s *Server) handlePing(ps *ping.PingService, st network.Stream) {
 }
 
 func (s *Server) heartbeat(p peer.ID) bool {
-	if s.limits != nil && !s.limits.pingsPerPeer.allow(p) {
+	if s.limits != nil && !s.limits.pingsPerPeer.Allow(p) {
 		s.metrics.refused.WithLabelValues(reqPing, rdvproto.RefusedRateLimited).Inc()
 		return false
 	}
@@ -279,7 +279,7 @@ func (a acl) AllowReserve(p peer.ID, addr ma.Multiaddr) bool {
 	if l := s.limits; l != nil {
 		src, ok := wire.SourceKey(addr)
 		// Per peer first, as for the registry (registryGate).
-		if !l.rsvpPerPeer.allow(p) || (ok && !l.rsvpPerIP.allow(src)) {
+		if !l.rsvpPerPeer.Allow(p) || (ok && !l.rsvpPerIP.Allow(src)) {
 			s.metrics.refused.WithLabelValues(reqReservation, rdvproto.RefusedRateLimited).Inc()
 			s.log.Debug("relay reservation refused: rate limited", "peer", p, "remote_addr", addr)
 			return false
@@ -296,7 +296,7 @@ func (a acl) AllowReserve(p peer.ID, addr ma.Multiaddr) bool {
 
 func (a acl) AllowConnect(src peer.ID, srcAddr ma.Multiaddr, dest peer.ID) bool {
 	s := a.s
-	if s.limits != nil && !s.limits.circuitsPeer.allow(src) {
+	if s.limits != nil && !s.limits.circuitsPeer.Allow(src) {
 		s.metrics.refused.WithLabelValues(reqCircuit, rdvproto.RefusedRateLimited).Inc()
 		s.log.Debug("relay circuit refused: rate limited", "src", src, "dst", dest)
 		return false

@@ -3,66 +3,32 @@ package rendezvous
 import (
 	"fmt"
 	"net/netip"
-	"sync"
-	"time"
 
 	"github.com/libp2p/go-libp2p/core/control"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
-	"golang.org/x/time/rate"
 
 	rdvproto "github.com/natterim/natter/protocols/rendezvous"
 	"github.com/natterim/natter/protocols/rendezvous/pb"
 	"github.com/natterim/natter/protocols/wire"
 )
 
-// buckets is a token bucket per key (a peer or a source address). Keys
-// idle long enough to have a full bucket are forgotten, so the map stays as
-// small as the set of recently active keys.
-type buckets[K comparable] struct {
-	limit rate.Limit
-	burst int
-
-	mu     sync.Mutex
-	m      map[K]*rate.Limiter
-	lastGC time.Time
-}
-
-func newBuckets[K comparable](r Rate) *buckets[K] {
-	return &buckets[K]{limit: rate.Every(r.Interval), burst: r.Burst, m: map[K]*rate.Limiter{}}
-}
-
-// allow takes a token from k's bucket and reports whether there was one.
-func (b *buckets[K]) allow(k K) bool {
-	now := time.Now()
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if now.Sub(b.lastGC) > time.Minute {
-		b.lastGC = now
-		for key, l := range b.m {
-			if l.TokensAt(now) >= float64(b.burst) {
-				delete(b.m, key)
-			}
-		}
-	}
-	l, ok := b.m[k]
-	if !ok {
-		l = rate.NewLimiter(b.limit, b.burst)
-		b.m[k] = l
-	}
-	return l.AllowN(now, 1)
+// newBuckets is a token bucket per key for one of the rate_limits.* (the
+// config has the interval between requests; Validate keeps it above 0).
+func newBuckets[K comparable](r Rate) *wire.Limiter[K] {
+	return wire.NewLimiter[K](1/r.Interval.Seconds(), r.Burst)
 }
 
 // limiters holds the server's rate limits (rate_limits.*).
 type limiters struct {
-	connsPerIP   *buckets[netip.Prefix]
-	regPerPeer   *buckets[peer.ID]
-	regPerIP     *buckets[netip.Prefix]
-	rsvpPerPeer  *buckets[peer.ID]
-	rsvpPerIP    *buckets[netip.Prefix]
-	circuitsPeer *buckets[peer.ID]
-	pingsPerPeer *buckets[peer.ID]
+	connsPerIP   *wire.Limiter[netip.Prefix]
+	regPerPeer   *wire.Limiter[peer.ID]
+	regPerIP     *wire.Limiter[netip.Prefix]
+	rsvpPerPeer  *wire.Limiter[peer.ID]
+	rsvpPerIP    *wire.Limiter[netip.Prefix]
+	circuitsPeer *wire.Limiter[peer.ID]
+	pingsPerPeer *wire.Limiter[peer.ID]
 }
 
 func newLimiters(r RateLimitsConfig) *limiters {
@@ -92,9 +58,9 @@ func (s *Server) registryGate(r rdvproto.Request) error {
 	// Per peer first: a peer over its own limit must not drain the
 	// bucket it shares with its neighbours behind the same address.
 	switch {
-	case !s.limits.regPerPeer.allow(r.Peer):
+	case !s.limits.regPerPeer.Allow(r.Peer):
 		err = fmt.Errorf("registry requests of %s: %w", r.Peer, wire.ErrRateLimited)
-	case r.Source.IsValid() && !s.limits.regPerIP.allow(r.Source):
+	case r.Source.IsValid() && !s.limits.regPerIP.Allow(r.Source):
 		err = fmt.Errorf("registry requests from %s: %w", r.Source, wire.ErrRateLimited)
 	default:
 		return nil
@@ -124,7 +90,7 @@ func (g gater) InterceptUpgraded(network.Conn) (bool, control.DisconnectReason) 
 
 func (g gater) InterceptAccept(cm network.ConnMultiaddrs) bool {
 	src, ok := wire.SourceKey(cm.RemoteMultiaddr())
-	if !ok || g.s.limits.connsPerIP.allow(src) {
+	if !ok || g.s.limits.connsPerIP.Allow(src) {
 		return true
 	}
 	g.s.metrics.refused.WithLabelValues(reqConnection, rdvproto.RefusedRateLimited).Inc()
