@@ -23,6 +23,7 @@ import (
 	"github.com/natterim/natter/protocols/chat/pb"
 	"github.com/natterim/natter/protocols/mailbox"
 	"github.com/natterim/natter/protocols/mailbox/seal"
+	"github.com/natterim/natter/protocols/wire"
 )
 
 // Offline delivery through a sealed mailbox on the rendezvous
@@ -116,16 +117,7 @@ func (n *Node) startMailbox(reg prometheus.Registerer) {
 	if !n.cfg.Mailbox.Enabled {
 		return
 	}
-	if reg != nil {
-		if err := reg.Register(m.received); err != nil {
-			var are prometheus.AlreadyRegisteredError
-			if errors.As(err, &are) {
-				if c, ok := are.ExistingCollector.(*prometheus.CounterVec); ok {
-					m.received = c
-				}
-			}
-		}
-	}
+	m.received = wire.SharedCounterVec(reg, m.received)
 	n.svcs = append(n.svcs, mailbox.NewTokenService(n.host, tokenReceiver{n}, mailbox.WithLogger(n.log), mailbox.WithMetrics(n.metrics)))
 	n.goRun(m.depositLoop)
 	for _, l := range n.rdvs {

@@ -7,8 +7,6 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
-	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 
 	"github.com/natterim/natter/protocols/mailbox/pb"
 	"github.com/natterim/natter/protocols/wire"
@@ -228,12 +226,4 @@ func statusResults(resp *pb.Response, ids []DepositID) ([]Fate, error) {
 		}
 	}
 	return out, nil
-}
-
-func readCounter(c prometheus.Counter) float64 {
-	var m dto.Metric
-	if err := c.Write(&m); err != nil || m.Counter == nil {
-		return 0
-	}
-	return m.Counter.GetValue()
 }

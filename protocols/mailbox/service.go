@@ -175,13 +175,17 @@ func (s *Service) untrack(st network.Stream) {
 
 // Count returns how many requests of op ("deposit", "fetch", "delete",
 // "status") ended with result (a CodeName), for tests and status output.
-func (s *Service) Count(op, result string) float64 { return counterValue(s.ctrs.requests, op, result) }
+func (s *Service) Count(op, result string) float64 {
+	return wire.CounterValue(s.ctrs.requests, op, result)
+}
 
 // CountBoxes returns how many deposited boxes ended with result.
-func (s *Service) CountBoxes(result string) float64 { return counterValue(s.ctrs.deposits, result) }
+func (s *Service) CountBoxes(result string) float64 {
+	return wire.CounterValue(s.ctrs.deposits, result)
+}
 
 // CountExpired returns how many boxes expired since the service started.
-func (s *Service) CountExpired() float64 { return readCounter(s.ctrs.expired) }
+func (s *Service) CountExpired() float64 { return wire.ReadCounter(s.ctrs.expired) }
 
 // GC runs one expiry pass now (the loop runs one every GCInterval).
 func (s *Service) GC(ctx context.Context) (ExpireStats, error) {
@@ -540,14 +544,6 @@ func (c *counters) unregister(reg prometheus.Registerer) {
 	for _, col := range c.all {
 		reg.Unregister(col)
 	}
-}
-
-func counterValue(cv *prometheus.CounterVec, labels ...string) float64 {
-	c, err := cv.GetMetricWithLabelValues(labels...)
-	if err != nil {
-		return 0
-	}
-	return readCounter(c)
 }
 
 // errUnexpected marks a response that does not answer the request.

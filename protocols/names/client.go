@@ -10,8 +10,6 @@ import (
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
-	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 
 	"github.com/natterim/natter/protocols/names/pb"
 	"github.com/natterim/natter/protocols/wire"
@@ -90,18 +88,6 @@ func StatusName(st pb.Status) string {
 		return strings.ToLower(name)
 	}
 	return "unknown"
-}
-
-func counterValue(cv *prometheus.CounterVec, labels ...string) float64 {
-	c, err := cv.GetMetricWithLabelValues(labels...)
-	if err != nil {
-		return 0
-	}
-	var d dto.Metric
-	if err := c.Write(&d); err != nil || d.Counter == nil {
-		return 0
-	}
-	return d.Counter.GetValue()
 }
 
 // DefaultTimeout bounds one client exchange when ctx has no earlier

@@ -179,17 +179,7 @@ func newRequestCounter(reg prometheus.Registerer) *prometheus.CounterVec {
 		Name:      "names_requests_total",
 		Help:      "Name-directory requests answered, by op (register, release, lookup) and status (ok, not_found, taken, invalid_name, bad_record, wrong_peer, expired, outdated, too_many_names, rate_limited, unavailable).",
 	}, []string{"op", "status"})
-	if reg != nil {
-		if err := reg.Register(cv); err != nil {
-			var are prometheus.AlreadyRegisteredError
-			if errors.As(err, &are) {
-				if existing, ok := are.ExistingCollector.(*prometheus.CounterVec); ok {
-					cv = existing
-				}
-			}
-		}
-	}
-	return cv
+	return wire.SharedCounterVec(reg, cv)
 }
 
 // Close removes the handler and stops the sweeper. It is idempotent.
@@ -206,7 +196,7 @@ func (s *Service) Close() error {
 // "lookup") were answered with status ("ok", "taken", ...; see
 // StatusName).
 func (s *Service) Requests(op, status string) float64 {
-	return counterValue(s.requests, op, status)
+	return wire.CounterValue(s.requests, op, status)
 }
 
 // NamesOf lists the names p holds (for the online list).

@@ -124,17 +124,45 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Name:      "protocol_stream_errors_total",
 		Help:      "Streams reset because of an error, by protocol and reason (oversize, malformed, invalid, refused, rate_limited, timeout, reset, eof, other).",
 	}, []string{"protocol", "reason"})
-	if reg != nil {
-		if err := reg.Register(cv); err != nil {
-			var are prometheus.AlreadyRegisteredError
-			if errors.As(err, &are) {
-				if existing, ok := are.ExistingCollector.(*prometheus.CounterVec); ok {
-					cv = existing
-				}
+	return &Metrics{streamErrors: SharedCounterVec(reg, cv)}
+}
+
+// SharedCounterVec registers cv with reg (nil: not exported) and returns
+// it, or, if reg already holds a collector of that name (two services of
+// one process, a node restarted in a test), the registered one, so that
+// both count in one place.
+func SharedCounterVec(reg prometheus.Registerer, cv *prometheus.CounterVec) *prometheus.CounterVec {
+	if reg == nil {
+		return cv
+	}
+	if err := reg.Register(cv); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if existing, ok := are.ExistingCollector.(*prometheus.CounterVec); ok {
+				return existing
 			}
 		}
 	}
-	return &Metrics{streamErrors: cv}
+	return cv
+}
+
+// CounterValue reads cv's counter for labels (0 if there is none yet), for
+// tests and status output.
+func CounterValue(cv *prometheus.CounterVec, labels ...string) float64 {
+	c, err := cv.GetMetricWithLabelValues(labels...)
+	if err != nil {
+		return 0
+	}
+	return ReadCounter(c)
+}
+
+// ReadCounter reads one counter's value.
+func ReadCounter(c prometheus.Counter) float64 {
+	var d dto.Metric
+	if err := c.Write(&d); err != nil || d.Counter == nil {
+		return 0
+	}
+	return d.Counter.GetValue()
 }
 
 // StreamError counts one failed stream of protocol p.
@@ -151,15 +179,7 @@ func (m *Metrics) Count(p, r string) float64 {
 	if m == nil {
 		return 0
 	}
-	c, err := m.streamErrors.GetMetricWithLabelValues(p, r)
-	if err != nil {
-		return 0
-	}
-	var d dto.Metric
-	if err := c.Write(&d); err != nil || d.Counter == nil {
-		return 0
-	}
-	return d.Counter.GetValue()
+	return CounterValue(m.streamErrors, p, r)
 }
 
 // RoundTrip is the client side of a one-request, one-response stream: it
