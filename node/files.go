@@ -1,6 +1,7 @@
 package node
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding"
@@ -101,12 +102,10 @@ type liveXfer struct {
 
 	mu        sync.Mutex
 	t         store.Transfer
-	name      string
 	path      string
 	rate      float64
-	lastBytes int64
+	lastBytes int64 // at the last tick of progressLoop, which published it
 	lastAt    time.Time
-	published int64
 }
 
 func newFileMgr(n *Node) (*fileMgr, error) {
@@ -1067,7 +1066,7 @@ func (m *fileMgr) queued(q *store.OutboxEntry) {
 // Progress and views
 
 func (m *fileMgr) startLive(t store.Transfer, bytes int64) *liveXfer {
-	l := &liveXfer{t: t, name: m.label(context.Background(), t.Peer), lastBytes: bytes, lastAt: time.Now(), published: bytes}
+	l := &liveXfer{t: t, lastBytes: bytes, lastAt: time.Now()}
 	l.bytes.Store(bytes)
 	m.mu.Lock()
 	m.lives[t.ID] = l
@@ -1114,9 +1113,8 @@ func (m *fileMgr) progressLoop(ctx context.Context) {
 						l.rate = 0.5*l.rate + 0.5*inst
 					}
 				}
+				changed := b != l.lastBytes
 				l.lastBytes, l.lastAt = b, now
-				changed := b != l.published
-				l.published = b
 				t := l.t
 				l.mu.Unlock()
 				if changed {
@@ -1128,9 +1126,14 @@ func (m *fileMgr) progressLoop(ctx context.Context) {
 }
 
 // publish sends a file event for t.
-func (m *fileMgr) publish(t store.Transfer) {
-	v := m.view(context.Background(), t, "")
+func (m *fileMgr) publish(t store.Transfer) { m.publishAs(t, "") }
+
+// publishAs sends a file event for t, whose contact is called name (""
+// looks it up), and returns what it sent.
+func (m *fileMgr) publishAs(t store.Transfer, name string) control.Transfer {
+	v := m.view(context.Background(), t, name)
 	m.n.publish(control.Event{Type: control.EventFile, PeerID: v.PeerID, Name: v.Contact, Transfer: &v})
+	return v
 }
 
 // view converts a transfer for clients, with live progress and, for one
@@ -1162,7 +1165,7 @@ func (m *fileMgr) view(ctx context.Context, t store.Transfer, name string) contr
 		return v
 	}
 	if t.Outgoing && !store.FinalState(t.State) {
-		who := m.label(ctx, t.Peer)
+		who := cmp.Or(name, t.Peer.String())
 		path, _ := m.n.pathTo(t.Peer)
 		switch {
 		case t.State == store.TransferOffered:

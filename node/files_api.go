@@ -96,16 +96,13 @@ func (n *Node) SendFile(ctx context.Context, ref string, req control.SendFileReq
 		}
 		return control.Transfer{}, err
 	}
-	if ob := n.chat.existingBox(c.PeerID); ob != nil {
-		ob.wake()
-	}
+	n.files.queued(&entry)
 	t.CreatedAt, t.UpdatedAt = now, now
 	n.log.Info("file offered", "transfer", id, "peer", c.PeerID.ShortString(), "size", t.Size)
 	sm := store.Message{ID: id, Peer: c.PeerID, Outgoing: true, Kind: store.KindFile, Text: req.Note, Seq: entry.Seq, SentAt: now, Status: store.StatusQueued}
 	cm := n.chat.toAPI(sm, c.Name)
 	n.publish(control.Event{Type: control.EventMessage, PeerID: c.PeerID.String(), Name: c.Name, Message: &cm})
-	n.files.publish(t)
-	return n.files.view(ctx, t, c.Name), nil
+	return n.files.publishAs(t, c.Name), nil
 }
 
 // openRegular opens path for reading if it is a regular file, with one

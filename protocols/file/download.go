@@ -33,9 +33,6 @@ type FetchOptions struct {
 	// matched its sum, been written to the destination and been added to
 	// the running hash. An error stops the download.
 	Written func(chunk int, end int64) error
-	// Received is called with the bytes read so far on this stream
-	// (unverified), for rates. It runs on the reading goroutine.
-	Received func(n int64)
 	// Opened is called with the connection the stream runs on.
 	Opened func(c network.Conn)
 }
@@ -201,8 +198,6 @@ type Result struct {
 	// Trailing is true if the sender sent more bytes than the offer's size
 	// (they were read, never written, and the stream was reset).
 	Trailing bool
-	// Conn is the connection the data came over.
-	Conn network.Conn
 }
 
 // Download fetches o's data from chunk from to the end from p, checks
@@ -229,7 +224,7 @@ func Download(ctx context.Context, h host.Host, p peer.ID, o Offer, sums []byte,
 	if err != nil {
 		return Result{}, err
 	}
-	res := Result{Conn: st.Conn()}
+	var res Result
 	start := int64(from) * int64(o.ChunkSize)
 	if resp.GetLength() != uint64(o.Size-start) {
 		st.Reset()
@@ -339,10 +334,7 @@ func (d *download) run(ctx context.Context) (bool, error) {
 // read reads the data into pieces.
 func (d *download) read(ctx context.Context, pool chan []byte, out chan<- piece) (trailing bool, err error) {
 	stall := d.opts.stall()
-	var (
-		lastDL time.Time
-		got    int64
-	)
+	var lastDL time.Time
 	deadline := func() error {
 		if now := time.Now(); now.Sub(lastDL) > stall/8 {
 			lastDL = now
@@ -367,7 +359,6 @@ func (d *download) read(ctx context.Context, pool chan []byte, out chan<- piece)
 				}
 				m, err := d.st.Read(buf[read:n])
 				read += m
-				got += int64(m)
 				if err != nil {
 					if errors.Is(err, io.EOF) {
 						if read == n {
@@ -377,9 +368,6 @@ func (d *download) read(ctx context.Context, pool chan []byte, out chan<- piece)
 					}
 					return false, fmt.Errorf("read data: %w", err)
 				}
-			}
-			if d.opts.Received != nil {
-				d.opts.Received(got)
 			}
 			p := piece{buf: buf, n: n, off: off, chunk: chunk, last: off+int64(n) == end}
 			off += int64(n)

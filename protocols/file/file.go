@@ -179,7 +179,7 @@ func OfferFromWire(id [IDLen]byte, m *chatpb.FileOffer) (Offer, Meta, error) {
 		return o, Meta{}, fmt.Errorf("name of %d bytes (at most %d): %w", len(m.GetName()), MaxOfferNameBytes, wire.ErrInvalid)
 	}
 	meta := Meta{Name: m.GetName(), MediaType: CleanMediaType(m.GetMediaType())}
-	if err := wire.ValidateText("note", strings.ReplaceAll(m.GetNote(), "\n", " "), MaxNoteBytes); err != nil {
+	if err := CheckNote(m.GetNote()); err != nil {
 		return o, Meta{}, err
 	}
 	meta.Note = m.GetNote()

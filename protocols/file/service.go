@@ -56,15 +56,11 @@ type Source struct {
 type Option func(*config)
 
 type config struct {
-	log          *slog.Logger
-	metrics      *wire.Metrics
-	relayMax     int64
-	stall        time.Duration
-	reqTimeout   time.Duration
-	perPeer      int
-	pieceSize    int
-	checkEvery   int64
-	allowLimited bool
+	log      *slog.Logger
+	metrics  *wire.Metrics
+	relayMax int64
+	stall    time.Duration
+	perPeer  int
 }
 
 // Defaults of the options.
@@ -122,13 +118,10 @@ type Service struct {
 // New registers the file handler on h.
 func New(h host.Host, p Provider, opts ...Option) *Service {
 	cfg := config{
-		log:        slog.New(slog.DiscardHandler),
-		relayMax:   DefaultRelayMax,
-		stall:      DefaultStallTimeout,
-		reqTimeout: DefaultRequestTimeout,
-		perPeer:    DefaultStreamsPerPeer,
-		pieceSize:  pieceSize,
-		checkEvery: checkEvery,
+		log:      slog.New(slog.DiscardHandler),
+		relayMax: DefaultRelayMax,
+		stall:    DefaultStallTimeout,
+		perPeer:  DefaultStreamsPerPeer,
 	}
 	for _, o := range opts {
 		o(&cfg)
@@ -179,7 +172,7 @@ func (s *Service) release(p peer.ID) {
 
 func (s *Service) handle(st network.Stream) {
 	from := st.Conn().RemotePeer()
-	err := wire.Serve(st, wire.ServeOptions{Service: ServiceName, Memory: readAhead*s.cfg.pieceSize + MaxHashesSize}, func(st network.Stream) error {
+	err := wire.Serve(st, wire.ServeOptions{Service: ServiceName, Memory: readAhead*pieceSize + MaxHashesSize}, func(st network.Stream) error {
 		return s.serve(st, from)
 	})
 	if err != nil {
@@ -189,7 +182,7 @@ func (s *Service) handle(st network.Stream) {
 }
 
 func (s *Service) serve(st network.Stream, from peer.ID) error {
-	if err := st.SetReadDeadline(time.Now().Add(s.cfg.reqTimeout)); err != nil {
+	if err := st.SetReadDeadline(time.Now().Add(DefaultRequestTimeout)); err != nil {
 		return err
 	}
 	var req pb.Request
@@ -242,7 +235,7 @@ func (s *Service) serve(st network.Stream, from peer.ID) error {
 
 // answer writes a final response and ends the exchange cleanly.
 func (s *Service) answer(st network.Stream, r *pb.Response) error {
-	if err := st.SetWriteDeadline(time.Now().Add(s.cfg.reqTimeout)); err != nil {
+	if err := st.SetWriteDeadline(time.Now().Add(DefaultRequestTimeout)); err != nil {
 		return err
 	}
 	return wire.WriteMsg(st, r, MaxResponseSize)
@@ -289,7 +282,7 @@ func (s *Service) sendData(st network.Stream, src *Source, fromChunk int64) erro
 	}
 	free := make(chan []byte, readAhead)
 	for range readAhead {
-		free <- make([]byte, s.cfg.pieceSize)
+		free <- make([]byte, pieceSize)
 	}
 	full := make(chan piece, readAhead)
 	stop := make(chan struct{})
@@ -327,7 +320,7 @@ func (s *Service) sendData(st network.Stream, src *Source, fromChunk int64) erro
 	var (
 		off       = start
 		lastDL    time.Time
-		nextCheck = start + s.cfg.checkEvery
+		nextCheck = start + checkEvery
 	)
 	for p := range full {
 		if p.err != nil {
@@ -353,7 +346,7 @@ func (s *Service) sendData(st network.Stream, src *Source, fromChunk int64) erro
 			if err := src.Check(); err != nil {
 				return err
 			}
-			nextCheck = off + s.cfg.checkEvery
+			nextCheck = off + checkEvery
 		}
 	}
 	return nil
