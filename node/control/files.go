@@ -23,6 +23,16 @@ const (
 	TransferCancelled    = "cancelled"
 )
 
+// TransferFinal reports whether a transfer in state s is over: done,
+// failed, rejected or cancelled.
+func TransferFinal(s string) bool {
+	switch s {
+	case TransferDone, TransferFailed, TransferRejected, TransferCancelled:
+		return true
+	}
+	return false
+}
+
 // EventFile: a transfer (Transfer) changed state, or made progress (at
 // most twice a second per transfer).
 const EventFile = "file"

@@ -146,7 +146,7 @@ func followTransfer(ctx context.Context, g *globals, t control.Transfer, events 
 	poll := time.NewTicker(5 * time.Second) // in case the event stream drops
 	defer poll.Stop()
 	for {
-		if isFinal(t.State) {
+		if control.TransferFinal(t.State) {
 			p.done()
 			return transferResult(g, t, time.Since(start), startBytes)
 		}
@@ -177,14 +177,6 @@ func followTransfer(ctx context.Context, g *globals, t control.Transfer, events 
 			}
 		}
 	}
-}
-
-func isFinal(state string) bool {
-	switch state {
-	case control.TransferDone, control.TransferFailed, control.TransferRejected, control.TransferCancelled:
-		return true
-	}
-	return false
 }
 
 func transferResult(g *globals, t control.Transfer, took time.Duration, startBytes int64) error {

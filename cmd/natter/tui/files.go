@@ -76,15 +76,6 @@ type fileActionMsg struct {
 // transferGoneTick removes a transfer that ended finishedFor ago.
 type transferGoneTick struct{ id string }
 
-// finalState reports whether a transfer in this state is over.
-func finalState(s string) bool {
-	switch s {
-	case control.TransferDone, control.TransferFailed, control.TransferRejected, control.TransferCancelled:
-		return true
-	}
-	return false
-}
-
 // waitsForUser reports whether t is an offer to us that waits for an
 // answer (the daemon accepts small ones by itself: they never wait).
 func waitsForUser(t control.Transfer) bool {
@@ -136,26 +127,26 @@ func (m *Model) applyTransfer(nt control.Transfer, live bool) transferChange {
 	}
 	t := m.xfers[nt.ID]
 	switch {
-	case t == nil && finalState(nt.State) && !live:
+	case t == nil && control.TransferFinal(nt.State) && !live:
 		m.updateFileMessage(nt)
 		return ch // long over: its history line says how it ended
-	case t == nil && finalState(m.fileMessageState(nt)) && !finalState(nt.State):
+	case t == nil && control.TransferFinal(m.fileMessageState(nt)) && !control.TransferFinal(nt.State):
 		return ch // a progress report that crossed the end (ends are final)
 	case t == nil:
 		m.xferSeq++
 		t = &transfer{seq: m.xferSeq}
 		m.xfers[nt.ID] = t
-	case finalState(t.State) && !finalState(nt.State):
+	case control.TransferFinal(t.State) && !control.TransferFinal(nt.State):
 		return ch
 	}
 	m.updateFileMessage(nt)
 	prev := t.Transfer
 	m.xferGen++
 	t.Transfer, t.gen = nt, m.xferGen
-	if waitsForUser(nt) && (prev.ID == "" || !waitsForUser(prev)) {
+	if waitsForUser(nt) && !waitsForUser(prev) { // prev is zero for a new one
 		ch.waiting = true
 	}
-	if finalState(nt.State) && (prev.ID == "" || !finalState(prev.State)) {
+	if control.TransferFinal(nt.State) && !control.TransferFinal(prev.State) {
 		ch.ended = true
 		t.endedAt = m.now()
 		ch.cmd = m.after(finishedFor, transferGoneTick{id: nt.ID})
@@ -185,15 +176,18 @@ func (m *Model) updateFileMessage(t control.Transfer) {
 	if !ok {
 		return
 	}
-	msg := &c.msgs[i]
-	var f control.FileRef
-	if msg.File != nil {
-		f = *msg.File // a copy: the message may share it with an event
-	} else {
-		f = control.FileRef{Name: t.Name, Size: t.Size, MediaType: t.MediaType, SHA256: t.SHA256}
+	c.msgs[i].File = fileRefIn(c.msgs[i].File, t)
+}
+
+// fileRefIn returns a copy of f (made from t if f is nil) in t's state: a
+// copy, since a message may share its FileRef with an event or a page.
+func fileRefIn(f *control.FileRef, t control.Transfer) *control.FileRef {
+	nf := control.FileRef{Name: t.Name, Size: t.Size, MediaType: t.MediaType, SHA256: t.SHA256}
+	if f != nil {
+		nf = *f
 	}
-	f.State = t.State
-	msg.File = &f
+	nf.State = t.State
+	return &nf
 }
 
 // onTransfer acts on a transfer that changed: a file event, or the answer
@@ -310,7 +304,7 @@ func (m *Model) waitingOffer(peer string) *transfer {
 func (m *Model) unfinished(peer, name string) *transfer {
 	ts := m.peerTransfers(peer)
 	for i := len(ts) - 1; i >= 0; i-- {
-		if !finalState(ts[i].State) && strings.HasPrefix(strings.ToLower(ts[i].Name), strings.ToLower(name)) {
+		if !control.TransferFinal(ts[i].State) && strings.HasPrefix(strings.ToLower(ts[i].Name), strings.ToLower(name)) {
 			return ts[i]
 		}
 	}
@@ -485,7 +479,7 @@ func (m *Model) transferLines(t control.Transfer, w int) []string {
 	// A bar only where data moves or moved.
 	switch {
 	case t.State == control.TransferOffered:
-	case finalState(t.State) && t.State != control.TransferDone && t.BytesDone == 0:
+	case control.TransferFinal(t.State) && t.State != control.TransferDone && t.BytesDone == 0:
 	default:
 		out = append(out, fit(bar(done, size, w-5)+fmt.Sprintf("%4d%%", pct), w))
 	}

@@ -172,12 +172,7 @@ func (m *Model) messageLines(r convRender, msg control.Message) []string {
 			file = msg.File.State
 		}
 		if t := m.xfers[msg.ID]; t != nil {
-			f := control.FileRef{Name: t.Name, Size: t.Size, MediaType: t.MediaType, SHA256: t.SHA256}
-			if msg.File != nil {
-				f = *msg.File // a copy: the conversation keeps its own
-			}
-			f.State, file = t.State, t.State
-			msg.File = &f
+			msg.File, file = fileRefIn(msg.File, t.Transfer), t.State
 		}
 	}
 	if c, ok := m.rendered[msg.ID]; ok && c.status == msg.Status && c.via == msg.Via && c.them == r.them && c.width == r.width && c.file == file {
