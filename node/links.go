@@ -169,6 +169,15 @@ func (n *Node) runContact(ctx context.Context, l *contactLink) {
 	)
 	defer hb.Stop()
 	defer timer.Stop()
+	// linkUp records a ping that got through: the link works, so the
+	// next dial after it breaks need not wait.
+	linkUp := func(rtt time.Duration) {
+		l.mu.Lock()
+		l.rtt = rtt
+		l.mu.Unlock()
+		dialBo.reset()
+		nextDial = time.Time{}
+	}
 	prev := control.PathNone
 	for ctx.Err() == nil {
 		changed := n.watch.changed(p)
@@ -177,11 +186,7 @@ func (n *Node) runContact(ctx context.Context, l *contactLink) {
 			// Measure the new path at once rather than at the next
 			// heartbeat, so status shows its RTT.
 			if rtt, _, err := n.pingPeer(ctx, p); err == nil {
-				l.mu.Lock()
-				l.rtt = rtt
-				l.mu.Unlock()
-				dialBo.reset()
-				nextDial = time.Time{}
+				linkUp(rtt)
 			}
 		}
 		prev = path
@@ -268,11 +273,7 @@ func (n *Node) runContact(ctx context.Context, l *contactLink) {
 				continue
 			}
 			misses = 0
-			dialBo.reset()
-			nextDial = time.Time{}
-			l.mu.Lock()
-			l.rtt = rtt
-			l.mu.Unlock()
+			linkUp(rtt)
 		}
 	}
 }

@@ -187,11 +187,17 @@ func (n *Node) renewNames(ctx context.Context) {
 	wg.Wait()
 }
 
+// nextNameSeq durably reserves the sequence of our next record for name:
+// the signing time in milliseconds, above the last one.
+func (n *Node) nextNameSeq(ctx context.Context, name string) (uint64, error) {
+	return n.store.NextNameSeq(ctx, name, func(last uint64) uint64 { return names.NextSeq(last, time.Now()) })
+}
+
 // registerOn claims or renews name on server with a new record and
 // records the outcome. Callers hold names.ops.
 func (n *Node) registerOn(ctx context.Context, name string, server peer.ID, session time.Time) nameState {
 	st := nameState{tried: time.Now(), session: session}
-	seq, _, err := n.store.NextNameSeq(ctx, name, func(last uint64) uint64 { return names.NextSeq(last, time.Now()) })
+	seq, err := n.nextNameSeq(ctx, name)
 	if err != nil {
 		st.state, st.err = control.NameError, err.Error()
 		n.names.set(name, server, st)
@@ -326,7 +332,7 @@ func (n *Node) ReleaseName(ctx context.Context, name string) (control.OwnName, e
 		}
 		wg.Go(func() {
 			st := control.NameServerState{Server: server.String(), State: control.NameReleased}
-			seq, _, err := n.store.NextNameSeq(ctx, canon, func(last uint64) uint64 { return names.NextSeq(last, time.Now()) })
+			seq, err := n.nextNameSeq(ctx, canon)
 			if err == nil {
 				rctx, cancel := context.WithTimeout(ctx, rdvRequestTimeout)
 				err = names.Release(rctx, n.host, server, n.key, canon, seq)
@@ -424,14 +430,14 @@ func (n *Node) LookupName(ctx context.Context, name string) (control.NameLookup,
 		}()
 	}
 	res := control.NameLookup{Name: canon, Servers: []string{}}
-	byPeer := map[peer.ID][]string{}
+	byPeer := map[peer.ID][]peer.ID{}
 	var failures []string
 	var best names.Record
 	for range servers {
 		a := <-answers
 		switch {
 		case a.err == nil:
-			byPeer[a.rec.Peer] = append(byPeer[a.rec.Peer], a.server.String())
+			byPeer[a.rec.Peer] = append(byPeer[a.rec.Peer], a.server)
 			if a.rec.Seq > best.Seq {
 				best = a.rec
 			}
@@ -457,26 +463,18 @@ func (n *Node) LookupName(ctx context.Context, name string) (control.NameLookup,
 		var says []string
 		for p, ss := range byPeer {
 			for _, s := range ss {
-				says = append(says, fmt.Sprintf("%s says %s", shortID(s), p))
+				says = append(says, fmt.Sprintf("%s says %s", s.ShortString(), p))
 			}
 		}
 		slices.Sort(says)
 		return res, conflict(fmt.Errorf("%w about %q: %s; not trusting either", errDisagree, canon, strings.Join(says, ", ")))
 	}
 	for p, ss := range byPeer {
-		res.PeerID = p.String()
-		res.Servers = ss
+		res.PeerID, res.Servers = p.String(), strs(ss)
 	}
 	slices.Sort(res.Servers)
 	res.Signed = time.UnixMilli(int64(best.Seq))
 	return res, nil
-}
-
-func shortID(s string) string {
-	if p, err := peer.Decode(s); err == nil {
-		return p.ShortString()
-	}
-	return s
 }
 
 // maybeRecheck looks contacts' names up again when recheck_interval has

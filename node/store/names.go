@@ -41,15 +41,14 @@ func (s *Store) OwnNames(ctx context.Context) ([]OwnName, error) {
 }
 
 // NextNameSeq durably reserves the next record sequence for name, adding
-// it to our names if it is not there (created is then true). next computes
-// the sequence from the last one (0 for a new name).
-func (s *Store) NextNameSeq(ctx context.Context, name string, next func(last uint64) uint64) (seq uint64, created bool, err error) {
+// it to our names if it is not there. next computes the sequence from the
+// last one (0 for a new name).
+func (s *Store) NextNameSeq(ctx context.Context, name string, next func(last uint64) uint64) (seq uint64, err error) {
 	err = s.Tx(ctx, func(tx *sql.Tx) error {
 		var last int64
 		err := tx.QueryRowContext(ctx, `SELECT seq FROM own_names WHERE name = ?`, name).Scan(&last)
 		switch {
 		case errors.Is(err, sql.ErrNoRows):
-			created = true
 			seq = next(0)
 			_, err = tx.ExecContext(ctx, `INSERT INTO own_names (name, seq, created_at) VALUES (?, ?, ?)`, name, int64(seq), time.Now().UnixMilli())
 			return err
@@ -61,9 +60,9 @@ func (s *Store) NextNameSeq(ctx context.Context, name string, next func(last uin
 		return err
 	})
 	if err != nil {
-		return 0, false, fmt.Errorf("name sequence: %w", classify(err))
+		return 0, fmt.Errorf("name sequence: %w", classify(err))
 	}
-	return seq, created, nil
+	return seq, nil
 }
 
 // RemoveOwnName forgets one of our names; ErrNotFound if it is not ours.
