@@ -1,6 +1,7 @@
 package node
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -652,26 +653,12 @@ func (m *mailer) take(ctx context.Context, server peer.ID, boxes []mailbox.Store
 	}
 	for _, p := range order {
 		f := by[p]
-		idx := make([]int, len(f.msgs))
-		for i := range idx {
-			idx[i] = i
-		}
-		slices.SortStableFunc(idx, func(a, b int) int {
-			sa, sb := f.msgs[a].GetSeq(), f.msgs[b].GetSeq()
-			switch {
-			case sa < sb:
-				return -1
-			case sa > sb:
-				return 1
-			}
-			return 0
-		})
-		msgs := make([]*pb.Message, len(idx))
+		msgs := f.msgs
+		slices.SortStableFunc(msgs, func(a, b *pb.Message) int { return cmp.Compare(a.GetSeq(), b.GetSeq()) })
 		var history []chat.MsgID
-		for i, j := range idx {
-			msgs[i] = f.msgs[j]
-			if k := f.msgs[j].GetKind(); k == pb.Kind_TEXT || k == pb.Kind_NUDGE {
-				history = append(history, chat.MsgID(f.msgs[j].GetId()))
+		for _, msg := range msgs {
+			if k := msg.GetKind(); k == pb.Kind_TEXT || k == pb.Kind_NUDGE {
+				history = append(history, chat.MsgID(msg.GetId()))
 			}
 		}
 		if err := n.chat.Receive(ctx, p, nil, msgs); err != nil {

@@ -11,7 +11,6 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/natterim/natter/protocols/mailbox/pb"
-	"github.com/natterim/natter/protocols/wire"
 )
 
 // A deposit token is a recipient's signed permission for one sender to
@@ -139,13 +138,4 @@ func VerifyToken(b []byte, recipient, sender peer.ID, now time.Time) (Token, err
 		return Token{}, err
 	}
 	return t, nil
-}
-
-// peerIDOf parses a wire peer ID, wrapping failures in wire.ErrInvalid.
-func peerIDOf(what string, b []byte) (peer.ID, error) {
-	id, err := peer.IDFromBytes(b)
-	if err != nil {
-		return "", fmt.Errorf("%s is not a peer ID: %w", what, wire.ErrInvalid)
-	}
-	return id, nil
 }
