@@ -1,7 +1,6 @@
 package node
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -370,7 +369,7 @@ func (c *chatter) deliver(ctx context.Context, ob *outbox) error {
 			}
 			cursor = entries[len(entries)-1].Seq
 			ob.markSent(b.history)
-			c.publishStatus(p, fresh, control.StatusSent, "")
+			c.publishStatus(p, fresh, control.StatusSent, "", "")
 			flight = append(flight, b)
 		}
 		if draining && len(flight) == 0 {
@@ -404,7 +403,7 @@ func (c *chatter) deliver(ctx context.Context, ob *outbox) error {
 					return err
 				}
 				ob.unmark(b.history)
-				c.applyChanges(p, changes, via)
+				c.applyChanges(p, changes)
 			}
 			if len(flight) == 0 {
 				if err := st.Idle(); err != nil {
@@ -541,7 +540,7 @@ func (c *chatter) Receive(ctx context.Context, from peer.ID, conn network.Conn, 
 		stopped := false // a message ends the typing
 		typing = &stopped
 	}
-	c.applyChanges(from, res.Changed, "")
+	c.applyChanges(from, res.Changed)
 	c.n.files.received(res.Transfers)
 	if len(res.Queued) > 0 {
 		if ob := c.existingBox(from); ob != nil {
@@ -563,7 +562,7 @@ func (c *chatter) contactName(ctx context.Context, p peer.ID) string {
 
 // applyChanges announces status changes of our messages and wakes those
 // waiting for them.
-func (c *chatter) applyChanges(p peer.ID, changes []store.StatusChange, via string) {
+func (c *chatter) applyChanges(p peer.ID, changes []store.StatusChange) {
 	if len(changes) == 0 {
 		return
 	}
@@ -573,7 +572,7 @@ func (c *chatter) applyChanges(p peer.ID, changes []store.StatusChange, via stri
 	}
 	byStatus := map[key][]chat.MsgID{}
 	for _, ch := range changes {
-		k := key{ch.Status, cmp.Or(ch.Via, via), ch.Reason}
+		k := key{ch.Status, ch.Via, ch.Reason}
 		byStatus[k] = append(byStatus[k], ch.ID)
 	}
 	for k, ids := range byStatus {
@@ -584,14 +583,14 @@ func (c *chatter) applyChanges(p peer.ID, changes []store.StatusChange, via stri
 	for _, ch := range changes {
 		for _, w := range c.waiters[ch.ID] {
 			select {
-			case w <- delivery{status: ch.Status, via: cmp.Or(ch.Via, via), reason: ch.Reason}:
+			case w <- delivery{status: ch.Status, via: ch.Via, reason: ch.Reason}:
 			default:
 			}
 		}
 	}
 }
 
-func (c *chatter) publishStatus(p peer.ID, ids []chat.MsgID, status, via string, reason ...string) {
+func (c *chatter) publishStatus(p peer.ID, ids []chat.MsgID, status, via, reason string) {
 	if len(ids) == 0 {
 		return
 	}
@@ -599,11 +598,7 @@ func (c *chatter) publishStatus(p peer.ID, ids []chat.MsgID, status, via string,
 	for i, id := range ids {
 		ss[i] = id.String()
 	}
-	e := control.Event{Type: control.EventStatus, PeerID: p.String(), IDs: ss, Status: status, Path: via}
-	if len(reason) > 0 {
-		e.Reason = reason[0]
-	}
-	c.n.publish(e)
+	c.n.publish(control.Event{Type: control.EventStatus, PeerID: p.String(), IDs: ss, Status: status, Path: via, Reason: reason})
 }
 
 // waitFor registers interest in the status changes of id; cancel must be

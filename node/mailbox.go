@@ -509,7 +509,7 @@ func (m *mailer) depositAt(ctx context.Context, p peer.ID, tok []byte, srv mailS
 		if err != nil {
 			return err
 		}
-		m.n.chat.applyChanges(p, changes, "")
+		m.n.chat.applyChanges(p, changes)
 		if len(stored) > 0 {
 			m.n.log.Info("messages stored in a contact's mailbox", "peer", p.ShortString(), "server", srv.ai.ID.ShortString(), "count", len(stored))
 		}
@@ -794,7 +794,7 @@ func (m *mailer) applyFates(ctx context.Context, server peer.ID, rs []store.Depo
 	}
 	for p, chs := range byPeer {
 		m.n.log.Info("stored messages failed", "peer", p.ShortString(), "count", len(chs), "reason", chs[0].Reason)
-		m.n.chat.applyChanges(p, chs, "")
+		m.n.chat.applyChanges(p, chs)
 	}
 	return nil
 }

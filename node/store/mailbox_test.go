@@ -183,7 +183,7 @@ func TestFates(t *testing.T) {
 	// still counts: an ack that arrives after all moves it on.
 	changes, err = s.Acked(ctx, bob, ids[:1], "direct")
 	require.NoError(t, err)
-	require.Equal(t, []store.StatusChange{{ID: ids[0], Status: store.StatusDelivered}}, changes)
+	require.Equal(t, []store.StatusChange{{ID: ids[0], Status: store.StatusDelivered, Via: "direct"}}, changes)
 	m, err = s.MessageByID(ctx, ids[0])
 	require.NoError(t, err)
 	require.Empty(t, m.Reason)

@@ -135,8 +135,9 @@ type Incoming struct {
 type StatusChange struct {
 	ID     chat.MsgID
 	Status Status
-	// Via is how it travelled, when the change says so (a receipt for a
-	// message stored in a mailbox: "mailbox").
+	// Via is how it travelled, when the change says so (an ack: the
+	// link's path; a receipt for a message stored in a mailbox:
+	// "mailbox").
 	Via string
 	// Reason, for StatusFailed.
 	Reason string
@@ -274,7 +275,7 @@ func (s *Store) Acked(ctx context.Context, p peer.ID, ids []chat.MsgID, via stri
 				return err
 			}
 			if ok {
-				changed = append(changed, StatusChange{ID: id, Status: StatusDelivered})
+				changed = append(changed, StatusChange{ID: id, Status: StatusDelivered, Via: via})
 			}
 		}
 		return nil
