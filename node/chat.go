@@ -486,6 +486,7 @@ func (c *chatter) Allow(ctx context.Context, p peer.ID) bool { return c.n.isAcce
 // events for the clients. The offline mailbox (mailbox.go) hands it the
 // messages it takes from our mailbox too, with a nil conn.
 func (c *chatter) Receive(ctx context.Context, from peer.ID, conn network.Conn, msgs []*pb.Message) error {
+	name := c.contactName(ctx, from)
 	ins := make([]store.Incoming, 0, len(msgs))
 	var typing *bool
 	for _, m := range msgs {
@@ -507,7 +508,7 @@ func (c *chatter) Receive(ctx context.Context, from peer.ID, conn network.Conn, 
 			in.Kind, in.Offer = store.KindFile, c.n.files.incomingOffer(ctx, from, m)
 			in.Text = in.Offer.Transfer.Note
 		case pb.Kind_FILE_UPDATE:
-			in.Kind, in.Update = store.KindFileUpdate, c.n.files.incomingUpdate(ctx, from, m.GetFileUpdate())
+			in.Kind, in.Update = store.KindFileUpdate, c.n.files.incomingUpdate(name, m.GetFileUpdate())
 			if in.Update == nil {
 				continue // a state this version does not know
 			}
@@ -528,7 +529,6 @@ func (c *chatter) Receive(ctx context.Context, from peer.ID, conn network.Conn, 
 			return err
 		}
 	}
-	name := c.contactName(ctx, from)
 	for _, m := range res.New {
 		cm := c.toAPI(m, name)
 		c.n.publish(control.Event{Type: control.EventMessage, PeerID: from.String(), Name: name, Message: &cm})

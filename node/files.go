@@ -228,10 +228,9 @@ func (m *fileMgr) incomingOffer(ctx context.Context, from peer.ID, msg *pb.Messa
 	return &store.IncomingOffer{Transfer: t}
 }
 
-// incomingUpdate converts a received file update; nil for one this
-// version does not understand.
-func (m *fileMgr) incomingUpdate(ctx context.Context, from peer.ID, u *pb.FileUpdate) *store.IncomingUpdate {
-	who := m.n.chat.contactName(ctx, from)
+// incomingUpdate converts a received file update from the contact called
+// who ("" if unnamed); nil for one this version does not understand.
+func (m *fileMgr) incomingUpdate(who string, u *pb.FileUpdate) *store.IncomingUpdate {
 	if who == "" {
 		who = "the contact"
 	}
