@@ -928,21 +928,14 @@ func (m *fileMgr) served(t store.Transfer, sent int64, err error) {
 		m.failOutgoing(ctx, &t, errFileChanged.Error())
 		return
 	}
-	nt, _, uerr := m.n.store.UpdateTransfer(ctx, t.ID, func(x *store.Transfer) (*store.NewOutgoing, error) {
-		if store.FinalState(x.State) {
-			return nil, errNoChange
-		}
+	m.change(ctx, &t, func(x *store.Transfer) {
 		x.DoneBytes = max(sent, 0)
 		if err == nil {
 			x.Reason = "all sent; waiting for " + m.label(ctx, x.Peer) + " to confirm"
-			return nil, nil
+			return
 		}
 		x.State, x.Reason = store.TransferPaused, "interrupted: "+shortErr(err)+"; "+m.label(ctx, x.Peer)+" will resume it"
-		return nil, nil
 	})
-	if uerr == nil {
-		m.publish(nt)
-	}
 }
 
 var errNoChange = errors.New("no change")
@@ -952,16 +945,9 @@ var errNoChange = errors.New("no change")
 func (m *fileMgr) relayWait(t store.Transfer) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(m.n.ctx), 10*time.Second)
 	defer cancel()
-	nt, _, err := m.n.store.UpdateTransfer(ctx, t.ID, func(x *store.Transfer) (*store.NewOutgoing, error) {
-		if store.FinalState(x.State) {
-			return nil, errNoChange
-		}
+	m.change(ctx, &t, func(x *store.Transfer) {
 		x.Reason = fmt.Sprintf("waiting for a direct link (relay limit %s)", file.FormatSize(m.n.cfg.Files.RelayMax))
-		return nil, nil
 	})
-	if err == nil {
-		m.publish(nt)
-	}
 }
 
 // failOutgoing marks an outgoing transfer failed and tells the receiver.
@@ -972,19 +958,25 @@ func (m *fileMgr) failOutgoing(ctx context.Context, t *store.Transfer, reason st
 // ---------------------------------------------------------------------
 // State changes
 
-// setTransferring marks a transfer as moving over via.
-func (m *fileMgr) setTransferring(ctx context.Context, t *store.Transfer, via string) {
+// change applies edit to t's row, unless the transfer is over by now,
+// and then updates t and publishes it.
+func (m *fileMgr) change(ctx context.Context, t *store.Transfer, edit func(x *store.Transfer)) {
 	nt, _, err := m.n.store.UpdateTransfer(ctx, t.ID, func(x *store.Transfer) (*store.NewOutgoing, error) {
 		if store.FinalState(x.State) {
 			return nil, errNoChange
 		}
-		x.State, x.Reason, x.Via = store.TransferTransferring, "", via
+		edit(x)
 		return nil, nil
 	})
 	if err == nil {
 		*t = nt
 		m.publish(nt)
 	}
+}
+
+// setTransferring marks a transfer as moving over via.
+func (m *fileMgr) setTransferring(ctx context.Context, t *store.Transfer, via string) {
+	m.change(ctx, t, func(x *store.Transfer) { x.State, x.Reason, x.Via = store.TransferTransferring, "", via })
 }
 
 // hold records why a transfer is waiting, keeping its state (a
@@ -1006,17 +998,7 @@ func (m *fileMgr) setState(ctx context.Context, t *store.Transfer, state, reason
 	if t.State == state && t.Reason == reason {
 		return
 	}
-	nt, _, err := m.n.store.UpdateTransfer(ctx, t.ID, func(x *store.Transfer) (*store.NewOutgoing, error) {
-		if store.FinalState(x.State) {
-			return nil, errNoChange
-		}
-		x.State, x.Reason = state, reason
-		return nil, nil
-	})
-	if err == nil {
-		*t = nt
-		m.publish(nt)
-	}
+	m.change(ctx, t, func(x *store.Transfer) { x.State, x.Reason = state, reason })
 }
 
 // fail ends a transfer as failed and, if tell, tells the contact why.
