@@ -21,6 +21,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/natterim/natter/node/control"
+	"github.com/natterim/natter/node/core"
 	"github.com/natterim/natter/node/invite"
 	"github.com/natterim/natter/node/store"
 	"github.com/natterim/natter/protocols/chat"
@@ -279,7 +280,7 @@ func (n *Node) handleID(w http.ResponseWriter, r *http.Request) {
 }
 
 func toAPIContact(c store.Contact) control.Contact {
-	return control.Contact{PeerID: c.PeerID.String(), Name: c.Name, State: c.State, Rendezvous: strs(c.Rendezvous), AddedAt: c.CreatedAt, ReadReceipts: c.ReadReceipts, Note: c.Note, DirName: c.DirName}
+	return control.Contact{PeerID: c.PeerID.String(), Name: c.Name, State: string(c.State), Rendezvous: strs(c.Rendezvous), AddedAt: c.CreatedAt, ReadReceipts: c.ReadReceipts, Note: c.Note, DirName: c.DirName}
 }
 
 func (n *Node) handleContacts(w http.ResponseWriter, r *http.Request) {
@@ -307,7 +308,7 @@ func (n *Node) AddContact(ctx context.Context, req control.AddContactRequest) (s
 	if invite.IsInvite(target) {
 		inv, err := invite.Parse(target)
 		if err != nil {
-			return c, badRequest(err)
+			return c, core.Invalid(err)
 		}
 		c.PeerID = inv.Peer
 		if c.Name == "" {
@@ -322,16 +323,16 @@ func (n *Node) AddContact(ctx context.Context, req control.AddContactRequest) (s
 	} else if id, err := peer.Decode(target); err == nil {
 		c.PeerID = id
 	} else if strings.HasPrefix(target, "12D3KooW") {
-		return c, badRequest(fmt.Errorf("%q is neither a peer ID (truncated? %v) nor an invite", target, err))
+		return c, core.Invalid(fmt.Errorf("%q is neither a peer ID (truncated? %v) nor an invite", target, err))
 	} else if dn, nerr := names.Normalize(target); nerr == nil {
 		if err := n.resolveContactName(ctx, &c, dn); err != nil {
 			return c, err
 		}
 	} else {
-		return c, badRequest(fmt.Errorf("%q is neither a peer ID, an invite (natter:...) nor a directory name (%v)", target, nerr))
+		return c, core.Invalid(fmt.Errorf("%q is neither a peer ID, an invite (natter:...) nor a directory name (%v)", target, nerr))
 	}
 	if c.PeerID == n.host.ID() {
-		return c, badRequest(errors.New("that is this node's own peer ID"))
+		return c, core.Invalid(errors.New("that is this node's own peer ID"))
 	}
 	if c.Name != "" {
 		if err := n.checkContactName(c.Name); err != nil {
@@ -339,7 +340,7 @@ func (n *Node) AddContact(ctx context.Context, req control.AddContactRequest) (s
 		}
 	}
 	if err := contact.ValidateText("note", c.Note, contact.MaxNoteBytes); err != nil {
-		return c, badRequest(err)
+		return c, core.Invalid(err)
 	}
 	n.reqs.mu.Lock()
 	if old, err := n.store.ContactByPeer(ctx, c.PeerID); err == nil {
@@ -348,15 +349,15 @@ func (n *Node) AddContact(ctx context.Context, req control.AddContactRequest) (s
 		case store.StatePendingIn:
 			return n.AcceptContact(ctx, old.PeerID.String(), c.Name)
 		case store.StateBlocked:
-			return c, conflict(fmt.Errorf("%s is blocked; to unblock it: natter contacts remove %s", old.Label(), old.Label()))
+			return c, core.Conflict(fmt.Errorf("%s is blocked; to unblock it: natter contacts remove %s", old.Label(), old.Label()))
 		}
-		return c, conflict(fmt.Errorf("%s is already a contact (as %q, %s)", c.PeerID, old.Label(), old.State))
+		return c, core.Conflict(fmt.Errorf("%s is already a contact (as %q, %s)", c.PeerID, old.Label(), old.State))
 	}
 	err := n.store.AddContact(ctx, c)
 	n.reqs.mu.Unlock()
 	if err != nil {
 		if errors.Is(err, store.ErrExists) {
-			return c, conflict(fmt.Errorf("the name %q is taken by another contact", c.Name))
+			return c, core.Conflict(fmt.Errorf("the name %q is taken by another contact", c.Name))
 		}
 		return c, err
 	}
@@ -386,7 +387,7 @@ func (n *Node) handleAddContact(w http.ResponseWriter, r *http.Request) {
 func (n *Node) findContactRef(ctx context.Context, ref string) (store.Contact, error) {
 	c, err := n.store.FindContact(ctx, ref)
 	if errors.Is(err, store.ErrNotFound) {
-		return c, notFound(fmt.Errorf("no contact %q (see: natter contacts list)", ref))
+		return c, core.NotFound(fmt.Errorf("no contact %q (see: natter contacts list)", ref))
 	}
 	return c, err
 }
@@ -425,11 +426,11 @@ func (n *Node) Ping(ctx context.Context, ref string) (control.PingResult, error)
 	}
 	res := control.PingResult{PeerID: c.PeerID.String(), Path: control.PathNone}
 	if path, _ := n.pathTo(c.PeerID); path == control.PathNone {
-		return res, unavailable(fmt.Errorf("%s is not connected (see: natter status)", c.Label()))
+		return res, core.Unavailable(fmt.Errorf("%s is not connected (see: natter status)", c.Label()))
 	}
 	rtt, conn, err := n.pingPeer(ctx, c.PeerID)
 	if err != nil {
-		return res, unavailable(fmt.Errorf("ping %s: %w", c.Label(), err))
+		return res, core.Unavailable(fmt.Errorf("ping %s: %w", c.Label(), err))
 	}
 	res.RTTMillis = millis(rtt)
 	res.RemoteAddr = conn.RemoteMultiaddr().String()
@@ -452,7 +453,7 @@ func (n *Node) handlePing(w http.ResponseWriter, r *http.Request) {
 // handleEvents streams events as JSON lines until the client goes away or
 // falls too far behind.
 func (n *Node) handleEvents(w http.ResponseWriter, r *http.Request) {
-	sub, cancel := n.events.subscribe()
+	sub, cancel := n.events.Subscribe()
 	defer cancel()
 	fl, _ := w.(http.Flusher)
 	w.Header().Set("Content-Type", "application/x-ndjson")
@@ -468,7 +469,7 @@ func (n *Node) handleEvents(w http.ResponseWriter, r *http.Request) {
 		select {
 		case <-r.Context().Done():
 			return
-		case e, ok := <-sub.ch:
+		case e, ok := <-sub.C():
 			if !ok {
 				return
 			}
@@ -482,26 +483,22 @@ func (n *Node) handleEvents(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// apiError carries the HTTP status of an error.
-type apiError struct {
-	code int
-	err  error
-}
-
-func (e *apiError) Error() string { return e.err.Error() }
-func (e *apiError) Unwrap() error { return e.err }
-
-func badRequest(err error) error  { return &apiError{http.StatusBadRequest, err} }
-func notFound(err error) error    { return &apiError{http.StatusNotFound, err} }
-func conflict(err error) error    { return &apiError{http.StatusConflict, err} }
-func unavailable(err error) error { return &apiError{http.StatusServiceUnavailable, err} }
-
+// statusOf maps a domain error to its HTTP status: the one place where
+// error kinds become status codes.
 func statusOf(err error) int {
-	if ae, ok := errors.AsType[*apiError](err); ok {
-		return ae.code
-	}
-	if errors.Is(err, store.ErrNotFound) {
+	switch {
+	case errors.Is(err, core.ErrInvalid):
+		return http.StatusBadRequest
+	case errors.Is(err, core.ErrNotFound), errors.Is(err, store.ErrNotFound):
 		return http.StatusNotFound
+	case errors.Is(err, core.ErrConflict):
+		return http.StatusConflict
+	case errors.Is(err, core.ErrUnavailable):
+		return http.StatusServiceUnavailable
+	case errors.Is(err, core.ErrUpstream):
+		return http.StatusBadGateway
+	case errors.Is(err, core.ErrDiskFull):
+		return http.StatusInsufficientStorage
 	}
 	return http.StatusInternalServerError
 }

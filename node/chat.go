@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/natterim/natter/node/control"
+	"github.com/natterim/natter/node/core"
 	"github.com/natterim/natter/node/store"
 	"github.com/natterim/natter/protocols/chat"
 	"github.com/natterim/natter/protocols/chat/pb"
@@ -233,7 +234,7 @@ func (c *chatter) commitLoop(ctx context.Context) {
 // run is the deliverer of one contact: whenever the contact is connected
 // and something is queued for it, deliver.
 func (c *chatter) run(ctx context.Context, ob *outbox) {
-	bo := newBackoff(500*time.Millisecond, 30*time.Second)
+	bo := core.NewBackoff(500*time.Millisecond, 30*time.Second)
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for ctx.Err() == nil {
@@ -243,13 +244,13 @@ func (c *chatter) run(ctx context.Context, ob *outbox) {
 			err := c.deliver(ctx, ob)
 			ob.unmarkAll()
 			if err == nil {
-				bo.reset()
+				bo.Reset()
 				continue
 			}
 			if ctx.Err() != nil {
 				return
 			}
-			wait = bo.next()
+			wait = bo.Next()
 			c.n.log.Debug("chat delivery interrupted", "peer", ob.peer.ShortString(), "err", err, "retry", wait.Round(time.Millisecond))
 		}
 		timer.Reset(wait)
@@ -448,10 +449,7 @@ func (c *chatter) finish(st *chat.Stream, acks <-chan ackResult, ok *bool) error
 
 // connPath names the path a connection takes.
 func connPath(c network.Conn) string {
-	if isCircuit(c.RemoteMultiaddr()) || c.Stat().Limited {
-		return control.PathRelayed
-	}
-	return control.PathDirect
+	return core.PathOf(c).String()
 }
 
 func toWire(e store.OutboxEntry) *pb.Message {

@@ -11,6 +11,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/natterim/natter/node/control"
+	"github.com/natterim/natter/node/core"
 	"github.com/natterim/natter/node/store"
 	"github.com/natterim/natter/protocols/chat"
 	"github.com/natterim/natter/protocols/chat/pb"
@@ -30,11 +31,11 @@ func canChat(c store.Contact) error {
 	case store.StateAccepted:
 		return nil
 	case store.StatePendingOut:
-		return conflict(fmt.Errorf("%s has not accepted your friend request yet", c.Label()))
+		return core.Conflict(fmt.Errorf("%s has not accepted your friend request yet", c.Label()))
 	case store.StatePendingIn:
-		return conflict(fmt.Errorf("%s asked to be your contact: accept first (natter contacts accept %s)", c.Label(), c.Label()))
+		return core.Conflict(fmt.Errorf("%s asked to be your contact: accept first (natter contacts accept %s)", c.Label(), c.Label()))
 	}
-	return conflict(fmt.Errorf("%s is blocked", c.Label()))
+	return core.Conflict(fmt.Errorf("%s is blocked", c.Label()))
 }
 
 // Send queues a text or nudge for a contact and returns once it is
@@ -55,20 +56,20 @@ func (n *Node) Send(ctx context.Context, ref string, req control.SendRequest) (c
 	case "", control.KindText:
 		m.Kind, m.Text = store.KindText, req.Text
 		if err := chat.CheckText(req.Text); err != nil {
-			return control.Message{}, badRequest(fmt.Errorf("cannot send: %w", err))
+			return control.Message{}, core.Invalid(fmt.Errorf("cannot send: %w", err))
 		}
 	case control.KindNudge:
 		m.Kind = store.KindNudge
 		if req.Text != "" {
-			return control.Message{}, badRequest(errors.New("a nudge carries no text"))
+			return control.Message{}, core.Invalid(errors.New("a nudge carries no text"))
 		}
 	default:
-		return control.Message{}, badRequest(fmt.Errorf("unknown message kind %q (text or nudge)", req.Kind))
+		return control.Message{}, core.Invalid(fmt.Errorf("unknown message kind %q (text or nudge)", req.Kind))
 	}
 	var wait time.Duration
 	if req.Wait != "" {
 		if wait, err = time.ParseDuration(req.Wait); err != nil || wait < 0 || wait > maxWait {
-			return control.Message{}, badRequest(fmt.Errorf("wait: %q is not a duration up to %s", req.Wait, maxWait))
+			return control.Message{}, core.Invalid(fmt.Errorf("wait: %q is not a duration up to %s", req.Wait, maxWait))
 		}
 	}
 	var (
@@ -82,7 +83,7 @@ func (n *Node) Send(ctx context.Context, ref string, req control.SendRequest) (c
 	entries, err := n.chat.enqueue(ctx, []store.NewOutgoing{m})
 	if err != nil {
 		if errors.Is(err, store.ErrDiskFull) {
-			return control.Message{}, &apiError{http.StatusInsufficientStorage, errors.New("disk full: the message was not sent (free some space and send it again)")}
+			return control.Message{}, core.DiskFull(errors.New("disk full: the message was not sent (free some space and send it again)"))
 		}
 		return control.Message{}, err
 	}
@@ -142,14 +143,14 @@ func (n *Node) History(ctx context.Context, ref string, before string, limit int
 	if before != "" {
 		id, err := chat.ParseID(before)
 		if err != nil {
-			return nil, badRequest(err)
+			return nil, core.Invalid(err)
 		}
 		b = &id
 	}
 	ms, err := n.store.History(ctx, c.PeerID, b, limit)
 	if err != nil {
 		if errors.Is(err, store.ErrNotFound) {
-			return nil, notFound(fmt.Errorf("no message %s in the conversation with %s", before, c.Label()))
+			return nil, core.NotFound(fmt.Errorf("no message %s in the conversation with %s", before, c.Label()))
 		}
 		return nil, err
 	}
@@ -183,7 +184,7 @@ func (n *Node) Search(ctx context.Context, query, ref string, limit int) ([]cont
 	ms, err := n.store.Search(ctx, query, p, limit)
 	if err != nil {
 		if errors.Is(err, store.ErrBadQuery) {
-			return nil, badRequest(err)
+			return nil, core.Invalid(err)
 		}
 		return nil, err
 	}
@@ -264,7 +265,7 @@ func (n *Node) SetReceipts(ctx context.Context, ref, mode string) (store.Contact
 	case "default":
 		c.ReadReceipts = nil
 	default:
-		return c, badRequest(fmt.Errorf("read receipts: %q is not on, off or default", mode))
+		return c, core.Invalid(fmt.Errorf("read receipts: %q is not on, off or default", mode))
 	}
 	if err := n.store.UpdateContact(ctx, c); err != nil {
 		return c, err
@@ -279,7 +280,7 @@ func limitParam(r *http.Request) (int, error) {
 	}
 	l, err := strconv.Atoi(s)
 	if err != nil || l < 1 || l > maxHistoryLimit {
-		return 0, badRequest(fmt.Errorf("limit: %q is not a number in 1..%d", s, maxHistoryLimit))
+		return 0, core.Invalid(fmt.Errorf("limit: %q is not a number in 1..%d", s, maxHistoryLimit))
 	}
 	return l, nil
 }

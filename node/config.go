@@ -12,6 +12,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 
+	"github.com/natterim/natter/node/core"
 	"github.com/natterim/natter/protocols/file"
 )
 
@@ -350,10 +351,7 @@ func isTCP(a ma.Multiaddr) bool {
 	return err == nil
 }
 
-func isCircuit(a ma.Multiaddr) bool {
-	_, err := a.ValueForProtocol(ma.P_CIRCUIT)
-	return err == nil
-}
+func isCircuit(a ma.Multiaddr) bool { return core.IsCircuit(a) }
 
 // transportName names the transport of a connection's remote address.
 func transportName(a ma.Multiaddr) string {

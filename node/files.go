@@ -23,6 +23,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/natterim/natter/node/control"
+	"github.com/natterim/natter/node/core"
 	"github.com/natterim/natter/node/store"
 	"github.com/natterim/natter/protocols/chat"
 	"github.com/natterim/natter/protocols/chat/pb"
@@ -276,7 +277,7 @@ func (m *fileMgr) received(ts []store.Transfer) {
 }
 
 // update is a file update for the contact, to queue.
-func (m *fileMgr) update(p peer.ID, id chat.MsgID, state, reason string) *store.NewOutgoing {
+func (m *fileMgr) update(p peer.ID, id chat.MsgID, state store.TransferState, reason string) *store.NewOutgoing {
 	u := &pb.FileUpdate{Transfer: id[:], Reason: clipReason(reason)}
 	switch state {
 	case store.TransferAccepted:
@@ -350,7 +351,7 @@ type next struct {
 // run is the runner of one incoming transfer: it tries until the file is
 // saved, the transfer fails, or it is stopped.
 func (m *fileMgr) run(ctx context.Context, id chat.MsgID, kick <-chan struct{}) {
-	bo := newBackoff(time.Second, 30*time.Second)
+	bo := core.NewBackoff(time.Second, 30*time.Second)
 	var bad badTries
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
@@ -366,7 +367,7 @@ func (m *fileMgr) run(ctx context.Context, id chat.MsgID, kick <-chan struct{}) 
 			return
 		}
 		if t.DoneBytes > before {
-			bo.reset()
+			bo.Reset()
 		}
 		wait := nx.wait
 		if wait == 0 && !nx.onLink {
@@ -398,7 +399,7 @@ type badTries struct {
 }
 
 // attempt makes one try at an incoming transfer.
-func (m *fileMgr) attempt(ctx context.Context, t *store.Transfer, bad *badTries, bo *backoff) next {
+func (m *fileMgr) attempt(ctx context.Context, t *store.Transfer, bad *badTries, bo *core.Backoff) next {
 	name := m.label(ctx, t.Peer)
 	path, _ := m.n.pathTo(t.Peer)
 	relayMax := m.n.cfg.Files.RelayMax
@@ -529,7 +530,7 @@ func (m *fileMgr) download(ctx context.Context, t *store.Transfer, path string) 
 }
 
 // handleErr decides what a failed attempt means.
-func (m *fileMgr) handleErr(ctx context.Context, t *store.Transfer, err error, bad *badTries, bo *backoff) next {
+func (m *fileMgr) handleErr(ctx context.Context, t *store.Transfer, err error, bad *badTries, bo *core.Backoff) next {
 	if ctx.Err() != nil {
 		return next{stop: true}
 	}
@@ -557,7 +558,7 @@ func (m *fileMgr) handleErr(ctx context.Context, t *store.Transfer, err error, b
 			return next{onLink: true}
 		}
 		m.pause(ctx, t, name+" is busy with other transfers; retrying")
-		return next{wait: bo.next()}
+		return next{wait: bo.Next()}
 	case errors.Is(err, file.ErrHashList), errors.Is(err, file.ErrFileHash), errors.Is(err, file.ErrLength):
 		m.n.metrics.StreamError("file", err)
 		m.fail(ctx, t, err.Error(), true)
@@ -588,7 +589,7 @@ func (m *fileMgr) handleErr(ctx context.Context, t *store.Transfer, err error, b
 	reason := "interrupted: " + shortErr(err) + "; retrying"
 	m.pause(ctx, t, reason)
 	m.n.log.Debug("file transfer interrupted", "transfer", t.ID, "peer", t.Peer.ShortString(), "err", err)
-	return next{wait: bo.next(), onLink: true}
+	return next{wait: bo.Next(), onLink: true}
 }
 
 // finish saves a verified, durable file into the downloads folder and
@@ -994,7 +995,7 @@ func (m *fileMgr) pause(ctx context.Context, t *store.Transfer, reason string) {
 	m.setState(ctx, t, store.TransferPaused, reason)
 }
 
-func (m *fileMgr) setState(ctx context.Context, t *store.Transfer, state, reason string) {
+func (m *fileMgr) setState(ctx context.Context, t *store.Transfer, state store.TransferState, reason string) {
 	if t.State == state && t.Reason == reason {
 		return
 	}
@@ -1009,7 +1010,7 @@ func (m *fileMgr) fail(ctx context.Context, t *store.Transfer, reason string, te
 // end moves a transfer to a final state, queueing an update for the
 // contact if tell. An incoming transfer's partial file is removed: nothing
 // is left half-written.
-func (m *fileMgr) end(ctx context.Context, t *store.Transfer, state, reason string, tell bool) {
+func (m *fileMgr) end(ctx context.Context, t *store.Transfer, state store.TransferState, reason string, tell bool) {
 	ctx = context.WithoutCancel(ctx)
 	nt, q, err := m.n.store.UpdateTransfer(ctx, t.ID, func(x *store.Transfer) (*store.NewOutgoing, error) {
 		if store.FinalState(x.State) {
@@ -1128,7 +1129,7 @@ func (m *fileMgr) view(ctx context.Context, t store.Transfer, name string) contr
 	}
 	v := control.Transfer{
 		ID: t.ID.String(), PeerID: t.Peer.String(), Contact: name, Direction: "in", Name: t.Name, Size: t.Size,
-		SHA256: fmt.Sprintf("%x", t.SHA256), MediaType: t.MediaType, Note: t.Note, State: t.State, BytesDone: t.DoneBytes,
+		SHA256: fmt.Sprintf("%x", t.SHA256), MediaType: t.MediaType, Note: t.Note, State: string(t.State), BytesDone: t.DoneBytes,
 		Path: t.Via, Reason: t.Reason, CreatedAt: t.CreatedAt, UpdatedAt: t.UpdatedAt,
 	}
 	if t.Outgoing {
@@ -1173,7 +1174,7 @@ func (m *fileMgr) ref(id chat.MsgID) *control.FileRef {
 	if err != nil {
 		return nil
 	}
-	return &control.FileRef{Name: t.Name, Size: t.Size, MediaType: t.MediaType, SHA256: fmt.Sprintf("%x", t.SHA256), State: t.State}
+	return &control.FileRef{Name: t.Name, Size: t.Size, MediaType: t.MediaType, SHA256: fmt.Sprintf("%x", t.SHA256), State: string(t.State)}
 }
 
 func (m *fileMgr) label(ctx context.Context, p peer.ID) string {

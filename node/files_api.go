@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/natterim/natter/node/control"
+	"github.com/natterim/natter/node/core"
 	"github.com/natterim/natter/node/store"
 	"github.com/natterim/natter/protocols/chat"
 	"github.com/natterim/natter/protocols/file"
@@ -42,29 +43,29 @@ func (n *Node) SendFile(ctx context.Context, ref string, req control.SendFileReq
 		return control.Transfer{}, err
 	}
 	if !filepath.IsAbs(req.Path) {
-		return control.Transfer{}, badRequest(fmt.Errorf("path %q is not absolute", req.Path))
+		return control.Transfer{}, core.Invalid(fmt.Errorf("path %q is not absolute", req.Path))
 	}
 	path := filepath.Clean(req.Path)
 	fh, fi, err := openRegular(path)
 	if err != nil {
-		return control.Transfer{}, badRequest(err)
+		return control.Transfer{}, core.Invalid(err)
 	}
 	defer fh.Close()
 	if fi.Size() > file.MaxFileSize {
-		return control.Transfer{}, badRequest(fmt.Errorf("%s is %s; natter sends files up to %s", path, file.FormatSize(fi.Size()), file.FormatSize(file.MaxFileSize)))
+		return control.Transfer{}, core.Invalid(fmt.Errorf("%s is %s; natter sends files up to %s", path, file.FormatSize(fi.Size()), file.FormatSize(file.MaxFileSize)))
 	}
 	name := req.Name
 	if name == "" {
 		name = file.SafeName(filepath.Base(path))
 	} else if err := file.CheckSendName(name); err != nil {
-		return control.Transfer{}, badRequest(fmt.Errorf("--as: %w", err))
+		return control.Transfer{}, core.Invalid(fmt.Errorf("--as: %w", err))
 	}
 	if err := file.CheckNote(req.Note); err != nil {
-		return control.Transfer{}, badRequest(err)
+		return control.Transfer{}, core.Invalid(err)
 	}
 	mediaType, err := mediaTypeOf(fh, name)
 	if err != nil {
-		return control.Transfer{}, badRequest(fmt.Errorf("read %s: %w", path, err))
+		return control.Transfer{}, core.Invalid(fmt.Errorf("read %s: %w", path, err))
 	}
 	chunk := file.ChunkSizeFor(fi.Size())
 	h, err := file.HashFile(ctx, io.NewSectionReader(fh, 0, fi.Size()+1), fi.Size(), chunk)
@@ -72,10 +73,10 @@ func (n *Node) SendFile(ctx context.Context, ref string, req control.SendFileReq
 		if ctx.Err() != nil {
 			return control.Transfer{}, ctx.Err()
 		}
-		return control.Transfer{}, badRequest(fmt.Errorf("%s: %w", path, err))
+		return control.Transfer{}, core.Invalid(fmt.Errorf("%s: %w", path, err))
 	}
 	if fi2, err := fh.Stat(); err != nil || fi2.Size() != fi.Size() || !fi2.ModTime().Equal(fi.ModTime()) {
-		return control.Transfer{}, badRequest(fmt.Errorf("%s changed while it was being hashed; send it again when it is complete", path))
+		return control.Transfer{}, core.Invalid(fmt.Errorf("%s changed while it was being hashed; send it again when it is complete", path))
 	}
 	id := chat.NewID()
 	offer := file.Offer{ID: file.TransferID(id), Size: fi.Size(), SHA256: h.SHA256, ChunkSize: chunk, Root: h.Root}
@@ -92,7 +93,7 @@ func (n *Node) SendFile(ctx context.Context, ref string, req control.SendFileReq
 	entry, err := n.store.OfferFile(ctx, t, h.Sums, msg)
 	if err != nil {
 		if errors.Is(err, store.ErrDiskFull) {
-			return control.Transfer{}, &apiError{http.StatusInsufficientStorage, errors.New("disk full: the file was not offered (free some space and send it again)")}
+			return control.Transfer{}, core.DiskFull(errors.New("disk full: the file was not offered (free some space and send it again)"))
 		}
 		return control.Transfer{}, err
 	}
@@ -173,9 +174,9 @@ func (n *Node) findTransfer(ctx context.Context, ref string) (store.Transfer, er
 	t, err := n.store.FindTransfer(ctx, ref)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		return t, notFound(fmt.Errorf("no transfer %q (see: natter files)", ref))
+		return t, core.NotFound(fmt.Errorf("no transfer %q (see: natter files)", ref))
 	case errors.Is(err, store.ErrAmbiguous):
-		return t, badRequest(err)
+		return t, core.Invalid(err)
 	}
 	return t, err
 }
@@ -197,46 +198,46 @@ func (n *Node) FileAction(ctx context.Context, ref, action string) (control.Tran
 	switch action {
 	case "accept":
 		if t.Outgoing {
-			return control.Transfer{}, conflict(errors.New("you are sending this file; only the receiver accepts it"))
+			return control.Transfer{}, core.Conflict(errors.New("you are sending this file; only the receiver accepts it"))
 		}
 		if t.State != store.TransferOffered {
 			if t.State == store.TransferPaused || t.State == store.TransferAccepted {
 				n.files.startRun(t.ID) // retry now
 				return n.files.view(ctx, t, ""), nil
 			}
-			return control.Transfer{}, conflict(fmt.Errorf("the transfer is %s", t.State))
+			return control.Transfer{}, core.Conflict(fmt.Errorf("the transfer is %s", t.State))
 		}
 		edit = func(x *store.Transfer) (*store.NewOutgoing, error) {
 			if x.State != store.TransferOffered {
-				return nil, conflict(fmt.Errorf("the transfer is %s", x.State))
+				return nil, core.Conflict(fmt.Errorf("the transfer is %s", x.State))
 			}
 			x.State, x.Reason = store.TransferAccepted, ""
 			return n.files.update(x.Peer, x.ID, store.TransferAccepted, ""), nil
 		}
 	case "reject":
 		if t.Outgoing || t.State != store.TransferOffered {
-			return control.Transfer{}, conflict(fmt.Errorf("only an offer you received can be rejected (this one is %s %s; use cancel)", direction(t), t.State))
+			return control.Transfer{}, core.Conflict(fmt.Errorf("only an offer you received can be rejected (this one is %s %s; use cancel)", direction(t), t.State))
 		}
 		edit = func(x *store.Transfer) (*store.NewOutgoing, error) {
 			if x.State != store.TransferOffered {
-				return nil, conflict(fmt.Errorf("the transfer is %s", x.State))
+				return nil, core.Conflict(fmt.Errorf("the transfer is %s", x.State))
 			}
 			x.State, x.Reason = store.TransferRejected, "you rejected it"
 			return n.files.update(x.Peer, x.ID, store.TransferRejected, ""), nil
 		}
 	case "cancel":
 		if store.FinalState(t.State) {
-			return control.Transfer{}, conflict(fmt.Errorf("the transfer is already %s", t.State))
+			return control.Transfer{}, core.Conflict(fmt.Errorf("the transfer is already %s", t.State))
 		}
 		edit = func(x *store.Transfer) (*store.NewOutgoing, error) {
 			if store.FinalState(x.State) {
-				return nil, conflict(fmt.Errorf("the transfer is already %s", x.State))
+				return nil, core.Conflict(fmt.Errorf("the transfer is already %s", x.State))
 			}
 			x.State, x.Reason, x.HashState = store.TransferCancelled, "you cancelled it", nil
 			return n.files.update(x.Peer, x.ID, store.TransferCancelled, ""), nil
 		}
 	default:
-		return control.Transfer{}, notFound(fmt.Errorf("unknown action %q (accept, reject or cancel)", action))
+		return control.Transfer{}, core.NotFound(fmt.Errorf("unknown action %q (accept, reject or cancel)", action))
 	}
 	nt, q, err := n.store.UpdateTransfer(ctx, t.ID, edit)
 	if err != nil {

@@ -19,6 +19,7 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/natterim/natter/node/control"
+	"github.com/natterim/natter/node/core"
 	"github.com/natterim/natter/node/store"
 	rdvproto "github.com/natterim/natter/protocols/rendezvous"
 )
@@ -149,7 +150,8 @@ func (n *Node) isRendezvous(p peer.ID) bool {
 // relayed retry the hole punch with backoff.
 func (n *Node) runContact(ctx context.Context, l *contactLink) {
 	// Dialling before we know our public address makes the peer's hole
-	// punch fail (see DESIGN.md), so wait until the node is ready.
+	// punch fail (docs/architecture.md, "The contact link"), so wait until
+	// the node is ready.
 	select {
 	case <-ctx.Done():
 		return
@@ -157,9 +159,9 @@ func (n *Node) runContact(ctx context.Context, l *contactLink) {
 	}
 	var (
 		p          = l.id
-		dialBo     = newBackoff(time.Second, time.Minute)
+		dialBo     = core.NewBackoff(time.Second, time.Minute)
 		nextDial   time.Time // no dial before; zero once a link proved itself
-		directBo   = newBackoff(n.cfg.DirectRetry, n.cfg.DirectRetryMax)
+		directBo   = core.NewBackoff(n.cfg.DirectRetry, n.cfg.DirectRetryMax)
 		nextDirect time.Time
 		punching   = make(chan error, 1)
 		inPunch    bool
@@ -175,7 +177,7 @@ func (n *Node) runContact(ctx context.Context, l *contactLink) {
 		l.mu.Lock()
 		l.rtt = rtt
 		l.mu.Unlock()
-		dialBo.reset()
+		dialBo.Reset()
 		nextDial = time.Time{}
 	}
 	prev := control.PathNone
@@ -203,7 +205,7 @@ func (n *Node) runContact(ctx context.Context, l *contactLink) {
 			// not be dialled again at once, so the backoff only resets
 			// when a ping over the link has succeeded.
 			err := n.connectContact(ctx, p)
-			nextDial = time.Now().Add(dialBo.next())
+			nextDial = time.Now().Add(dialBo.Next())
 			if err == nil {
 				nextDirect = time.Now().Add(n.cfg.DirectRetry)
 				continue
@@ -223,7 +225,7 @@ func (n *Node) runContact(ctx context.Context, l *contactLink) {
 				wake = max(time.Until(nextDirect), 0)
 			}
 		case control.PathDirect:
-			directBo.reset()
+			directBo.Reset()
 			l.setErr(nil)
 		}
 		timer.Reset(wake)
@@ -251,7 +253,7 @@ func (n *Node) runContact(ctx context.Context, l *contactLink) {
 				nextDirect = time.Now().Add(punchBusyRetry)
 				break
 			}
-			nextDirect = time.Now().Add(directBo.next())
+			nextDirect = time.Now().Add(directBo.Next())
 			if err != nil {
 				n.log.Debug("hole punch retry failed", "peer", p.ShortString(), "err", err, "next", time.Until(nextDirect).Round(time.Second))
 			}
@@ -508,7 +510,7 @@ func (n *Node) contactStatus(ctx context.Context) ([]control.ContactStatus, erro
 	warnings := n.nameWarnings(ctx)
 	out := make([]control.ContactStatus, 0, len(cs))
 	for _, c := range cs {
-		st := control.ContactStatus{PeerID: c.PeerID.String(), Name: c.Name, State: c.State, Path: control.PathNone, Warning: warnings[c.PeerID]}
+		st := control.ContactStatus{PeerID: c.PeerID.String(), Name: c.Name, State: string(c.State), Path: control.PathNone, Warning: warnings[c.PeerID]}
 		path, conn := n.pathTo(c.PeerID)
 		st.Path = path
 		st.Connected = path != control.PathNone

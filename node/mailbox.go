@@ -19,6 +19,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/natterim/natter/node/control"
+	"github.com/natterim/natter/node/core"
 	"github.com/natterim/natter/node/store"
 	"github.com/natterim/natter/protocols/chat"
 	"github.com/natterim/natter/protocols/chat/pb"
@@ -85,7 +86,7 @@ type mailer struct {
 // mailContact is the deposit state of one contact.
 type mailContact struct {
 	next     time.Time // no deposit attempt before
-	bo       *backoff
+	bo       *core.Backoff
 	server   peer.ID // took our last deposit
 	lastErr  string
 	tooLarge map[chat.MsgID]bool // refused as too large by server
@@ -136,7 +137,7 @@ func (m *mailer) kick() {
 func (m *mailer) contact(p peer.ID) *mailContact {
 	c, ok := m.contacts[p]
 	if !ok {
-		c = &mailContact{bo: newBackoff(5*time.Second, 10*time.Minute), tooLarge: map[chat.MsgID]bool{}}
+		c = &mailContact{bo: core.NewBackoff(5*time.Second, 10*time.Minute), tooLarge: map[chat.MsgID]bool{}}
 		m.contacts[p] = c
 	}
 	return c
@@ -157,7 +158,7 @@ func (m *mailer) server(p peer.ID) *mailServer {
 type tokenPush struct {
 	inFlight bool
 	retry    time.Time // after a failure, not before
-	bo       *backoff
+	bo       *core.Backoff
 }
 
 // tokenDue reports whether p should be given a token now: none was given
@@ -191,7 +192,7 @@ func (n *Node) pushToken(ctx context.Context, p peer.ID) {
 	m.mu.Lock()
 	tp := m.pushing[p]
 	if tp == nil {
-		tp = &tokenPush{bo: newBackoff(2*n.cfg.Heartbeat, 30*time.Minute)}
+		tp = &tokenPush{bo: core.NewBackoff(2*n.cfg.Heartbeat, 30*time.Minute)}
 		m.pushing[p] = tp
 	}
 	if tp.inFlight {
@@ -205,11 +206,11 @@ func (n *Node) pushToken(ctx context.Context, p peer.ID) {
 	defer m.mu.Unlock()
 	tp.inFlight = false
 	if err != nil {
-		tp.retry = time.Now().Add(tp.bo.next())
+		tp.retry = time.Now().Add(tp.bo.Next())
 		n.log.Debug("deposit token not delivered", "peer", p.ShortString(), "err", err)
 		return
 	}
-	tp.bo.reset()
+	tp.bo.Reset()
 	m.pushed[p] = time.Now()
 }
 
@@ -234,7 +235,7 @@ func (r tokenReceiver) Token(ctx context.Context, from peer.ID, t mailbox.Token)
 	m := r.n.mail
 	m.mu.Lock()
 	c := m.contact(from)
-	c.bo.reset()
+	c.bo.Reset()
 	c.next = time.Time{} // a deposit waiting for a token may go now
 	m.mu.Unlock()
 	m.kick()
@@ -297,10 +298,10 @@ func (m *mailer) depositDue(ctx context.Context) {
 		err := m.depositFor(ctx, p)
 		m.mu.Lock()
 		if err != nil {
-			c.next = time.Now().Add(c.bo.next())
+			c.next = time.Now().Add(c.bo.Next())
 			c.lastErr = err.Error()
 		} else {
-			c.bo.reset()
+			c.bo.Reset()
 			c.next, c.lastErr = time.Time{}, ""
 		}
 		m.mu.Unlock()

@@ -13,6 +13,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/natterim/natter/node/control"
+	"github.com/natterim/natter/node/core"
 	"github.com/natterim/natter/node/store"
 	"github.com/natterim/natter/protocols/names"
 )
@@ -246,11 +247,11 @@ func isStatus(err error) bool {
 func (n *Node) RegisterName(ctx context.Context, name string) (control.OwnName, error) {
 	canon, err := names.Normalize(name)
 	if err != nil {
-		return control.OwnName{}, badRequest(err)
+		return control.OwnName{}, core.Invalid(err)
 	}
 	servers := n.connectedRdvs()
 	if len(servers) == 0 {
-		return control.OwnName{}, unavailable(errors.New("not connected to any rendezvous server; names live there (see: natter status)"))
+		return control.OwnName{}, core.Unavailable(errors.New("not connected to any rendezvous server; names live there (see: natter status)"))
 	}
 	n.names.ops.Lock()
 	defer n.names.ops.Unlock()
@@ -290,9 +291,9 @@ func (n *Node) RegisterName(ctx context.Context, name string) (control.OwnName, 
 		slices.Sort(reasons)
 		err := fmt.Errorf("%q was not registered: %s", canon, strings.Join(reasons, "; "))
 		if taken {
-			return control.OwnName{}, conflict(err)
+			return control.OwnName{}, core.Conflict(err)
 		}
-		return control.OwnName{}, &apiError{http.StatusBadGateway, err}
+		return control.OwnName{}, core.Upstream(err)
 	}
 	if isNew {
 		n.log.Info("name claimed", "name", canon)
@@ -306,7 +307,7 @@ func (n *Node) RegisterName(ctx context.Context, name string) (control.OwnName, 
 func (n *Node) ReleaseName(ctx context.Context, name string) (control.OwnName, error) {
 	canon, err := names.Normalize(name)
 	if err != nil {
-		return control.OwnName{}, badRequest(err)
+		return control.OwnName{}, core.Invalid(err)
 	}
 	n.names.ops.Lock()
 	defer n.names.ops.Unlock()
@@ -315,7 +316,7 @@ func (n *Node) ReleaseName(ctx context.Context, name string) (control.OwnName, e
 		return control.OwnName{}, err
 	}
 	if !slices.ContainsFunc(own, func(o store.OwnName) bool { return o.Name == canon }) {
-		return control.OwnName{}, notFound(fmt.Errorf("%q is not one of your names (see: natter names list)", canon))
+		return control.OwnName{}, core.NotFound(fmt.Errorf("%q is not one of your names (see: natter names list)", canon))
 	}
 	servers := n.connectedRdvs()
 	out := control.OwnName{Name: canon, Servers: []control.NameServerState{}}
@@ -371,7 +372,7 @@ func (n *Node) ownName(ctx context.Context, name string) (control.OwnName, error
 			return o, nil
 		}
 	}
-	return control.OwnName{}, notFound(fmt.Errorf("%q is not one of your names", name))
+	return control.OwnName{}, core.NotFound(fmt.Errorf("%q is not one of your names", name))
 }
 
 // OwnNames lists our names and their state on each rendezvous server.
@@ -404,11 +405,11 @@ var errDisagree = errors.New("rendezvous servers disagree")
 func (n *Node) LookupName(ctx context.Context, name string) (control.NameLookup, error) {
 	canon, err := names.Normalize(name)
 	if err != nil {
-		return control.NameLookup{}, badRequest(err)
+		return control.NameLookup{}, core.Invalid(err)
 	}
 	servers := n.connectedRdvs()
 	if len(servers) == 0 {
-		return control.NameLookup{}, unavailable(errors.New("not connected to any rendezvous server; cannot look names up (see: natter status)"))
+		return control.NameLookup{}, core.Unavailable(errors.New("not connected to any rendezvous server; cannot look names up (see: natter status)"))
 	}
 	type answer struct {
 		server peer.ID
@@ -455,9 +456,9 @@ func (n *Node) LookupName(ctx context.Context, name string) (control.NameLookup,
 	switch len(byPeer) {
 	case 0:
 		if len(failures) > 0 {
-			return res, &apiError{http.StatusBadGateway, fmt.Errorf("looking up %q failed: %s", canon, strings.Join(failures, "; "))}
+			return res, core.Upstream(fmt.Errorf("looking up %q failed: %s", canon, strings.Join(failures, "; ")))
 		}
-		return res, notFound(fmt.Errorf("nobody has registered %q on the connected rendezvous servers", canon))
+		return res, core.NotFound(fmt.Errorf("nobody has registered %q on the connected rendezvous servers", canon))
 	case 1:
 	default:
 		var says []string
@@ -467,7 +468,7 @@ func (n *Node) LookupName(ctx context.Context, name string) (control.NameLookup,
 			}
 		}
 		slices.Sort(says)
-		return res, conflict(fmt.Errorf("%w about %q: %s; not trusting either", errDisagree, canon, strings.Join(says, ", ")))
+		return res, core.Conflict(fmt.Errorf("%w about %q: %s; not trusting either", errDisagree, canon, strings.Join(says, ", ")))
 	}
 	for p, ss := range byPeer {
 		res.PeerID, res.Servers = p.String(), strs(ss)
@@ -610,7 +611,7 @@ func (n *Node) resolveContactName(ctx context.Context, c *store.Contact, dn stri
 		return err
 	}
 	if old, err := n.store.ContactByDirName(ctx, dn); err == nil && old.PeerID != id {
-		return conflict(fmt.Errorf("you added %s by the name %q before, with another key (%s); the name now points to %s: remove the old contact first if you trust the new key",
+		return core.Conflict(fmt.Errorf("you added %s by the name %q before, with another key (%s); the name now points to %s: remove the old contact first if you trust the new key",
 			old.Label(), dn, old.PeerID, id))
 	}
 	c.PeerID, c.DirName = id, dn

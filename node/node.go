@@ -24,7 +24,7 @@
 //
 // Before dialling any contact the node waits until the hole-punching service
 // is armed, which go-libp2p does only once identify with a rendezvous has
-// told us our public address (see DESIGN.md).
+// told us our public address (docs/architecture.md).
 //
 // The user drives the node through the control API (api.go), served on a
 // unix socket in the data dir.
@@ -49,6 +49,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/natterim/natter/internal/dirlock"
+	"github.com/natterim/natter/node/core"
 	"github.com/natterim/natter/node/store"
 	rdvproto "github.com/natterim/natter/protocols/rendezvous"
 	"github.com/natterim/natter/protocols/wire"
@@ -89,7 +90,7 @@ type Node struct {
 	dht     *dht.IpfsDHT
 	rdvc    *rdvproto.Client
 	metrics *wire.Metrics
-	events  *eventBus
+	events  *core.Bus
 	watch   *connWatch
 
 	reachability atomic.Int32 // network.Reachability
@@ -143,7 +144,7 @@ func New(ctx context.Context, cfg Config, key crypto.PrivKey, opts ...Option) (_
 		key:       key,
 		startedAt: time.Now(),
 		metrics:   wire.NewMetrics(o.reg),
-		events:    newEventBus(),
+		events:    core.NewBus(),
 		watch:     newConnWatch(),
 		ready:     make(chan struct{}),
 		ctx:       lctx,
@@ -269,7 +270,7 @@ func (n *Node) Close() error {
 		if n.chat != nil {
 			n.chat.close()
 		}
-		n.events.close()
+		n.events.Close()
 		if n.dht != nil {
 			errs = append(errs, n.dht.Close())
 		}

@@ -246,8 +246,8 @@ func TestDirectLinkLoopback(t *testing.T) {
 	// Removing the contact stops its link. (Both asked, so both end up
 	// accepted; removing it while a's request is still pending_out would
 	// withdraw it, and b's own request could then arrive as a new one.)
-	waitState(t, a, b, store.StateAccepted)
-	waitState(t, b, a, store.StateAccepted)
+	waitState(t, a, b, control.StateAccepted)
+	waitState(t, b, a, control.StateAccepted)
 	require.NoError(t, ca.RemoveContact(ctx, "bob"))
 	require.Nil(t, a.links.get(b.ID()))
 	st, err = ca.Status(ctx)

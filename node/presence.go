@@ -9,6 +9,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/natterim/natter/node/control"
+	"github.com/natterim/natter/node/core"
 	"github.com/natterim/natter/node/store"
 	"github.com/natterim/natter/protocols/presence"
 )
@@ -132,13 +133,13 @@ func (n *Node) SetPresence(ctx context.Context, req control.PresenceRequest) (co
 	if req.State != "" {
 		st, err := presence.ParseState(req.State)
 		if err != nil {
-			return control.Status{}, badRequest(err)
+			return control.Status{}, core.Invalid(err)
 		}
 		state = st
 	}
 	if req.Message != nil {
 		if err := presence.ValidateMessage(*req.Message); err != nil {
-			return control.Status{}, badRequest(err)
+			return control.Status{}, core.Invalid(err)
 		}
 		msg := *req.Message
 		if _, err := n.store.SetOwnProfile(ctx, func(p *store.Profile) { p.Status = msg }); err != nil {

@@ -14,6 +14,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/natterim/natter/node/control"
+	"github.com/natterim/natter/node/core"
 	"github.com/natterim/natter/node/store"
 	"github.com/natterim/natter/protocols/presence"
 	"github.com/natterim/natter/protocols/profile"
@@ -155,7 +156,7 @@ func (n *Node) ContactProfile(ctx context.Context, ref string) (control.Profile,
 	}
 	p, err := n.store.ContactProfile(ctx, c.PeerID)
 	if errors.Is(err, store.ErrNotFound) {
-		return control.Profile{}, notFound(fmt.Errorf("no profile of %s yet: it is fetched from accepted contacts when they are online", c.Label()))
+		return control.Profile{}, core.NotFound(fmt.Errorf("no profile of %s yet: it is fetched from accepted contacts when they are online", c.Label()))
 	}
 	if err != nil {
 		return control.Profile{}, err
@@ -173,28 +174,28 @@ func (n *Node) SetProfile(ctx context.Context, req control.ProfileRequest) (cont
 	if req.Name != nil {
 		name := strings.TrimSpace(*req.Name)
 		if name == "" {
-			return control.Profile{}, badRequest(errors.New("the display name cannot be empty"))
+			return control.Profile{}, core.Invalid(errors.New("the display name cannot be empty"))
 		}
 		if err := wire.ValidateText("display name", name, profile.MaxNameBytes); err != nil {
-			return control.Profile{}, badRequest(err)
+			return control.Profile{}, core.Invalid(err)
 		}
 		req.Name = &name
 	}
 	if req.Status != nil {
 		if err := presence.ValidateMessage(*req.Status); err != nil {
-			return control.Profile{}, badRequest(err)
+			return control.Profile{}, core.Invalid(err)
 		}
 	}
 	switch {
 	case len(req.Avatar) > 0 && req.ClearAvatar:
-		return control.Profile{}, badRequest(errors.New("an avatar and clear_avatar together"))
+		return control.Profile{}, core.Invalid(errors.New("an avatar and clear_avatar together"))
 	case len(req.Avatar) > 0:
 		var err error
 		if avatar, typ, err = profile.PrepareAvatar(req.Avatar); err != nil {
-			return control.Profile{}, badRequest(err)
+			return control.Profile{}, core.Invalid(err)
 		}
 	case req.Name == nil && req.Status == nil && !req.ClearAvatar:
-		return control.Profile{}, badRequest(errors.New("nothing to change: give a name, a status, an avatar or clear_avatar"))
+		return control.Profile{}, core.Invalid(errors.New("nothing to change: give a name, a status, an avatar or clear_avatar"))
 	}
 	p, err := n.store.SetOwnProfile(ctx, func(p *store.Profile) {
 		if req.Name != nil {

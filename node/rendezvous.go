@@ -15,6 +15,7 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/natterim/natter/node/control"
+	"github.com/natterim/natter/node/core"
 	rdvproto "github.com/natterim/natter/protocols/rendezvous"
 )
 
@@ -108,7 +109,7 @@ func (l *rdvLink) isConnected() bool {
 // runRendezvous keeps the link with one server up for the node's lifetime,
 // reconnecting with backoff.
 func (n *Node) runRendezvous(ctx context.Context, l *rdvLink) {
-	bo := newBackoff(500*time.Millisecond, time.Minute)
+	bo := core.NewBackoff(500*time.Millisecond, time.Minute)
 	for ctx.Err() == nil {
 		start := time.Now()
 		err := n.rdvSession(ctx, l)
@@ -123,12 +124,12 @@ func (n *Node) runRendezvous(ctx context.Context, l *rdvLink) {
 		n.log.Warn("rendezvous unavailable", "server", l.info.ID.String(), "err", err)
 		n.publish(control.Event{Type: control.EventRendezvous, PeerID: l.info.ID.String(), Connected: false})
 		if time.Since(start) > 2*time.Minute {
-			bo.reset() // it was up for a while: this is a fresh outage
+			bo.Reset() // it was up for a while: this is a fresh outage
 		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(bo.next()):
+		case <-time.After(bo.Next()):
 		}
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/natterim/natter/node/control"
+	"github.com/natterim/natter/node/core"
 	"github.com/natterim/natter/node/invite"
 	"github.com/natterim/natter/node/store"
 	"github.com/natterim/natter/protocols/contact"
@@ -48,7 +49,7 @@ func newRequests() *requests { return &requests{rejected: map[peer.ID]time.Time{
 // wantsLink reports whether the node keeps a link with a contact in
 // state: accepted contacts, and those we sent a request to (to deliver
 // it). Requesters wait for our answer; blocked peers get nothing.
-func wantsLink(state string) bool {
+func wantsLink(state store.ContactState) bool {
 	return state == store.StateAccepted || state == store.StatePendingOut
 }
 
@@ -189,7 +190,7 @@ func (n *Node) setAccepted(ctx context.Context, c store.Contact) error {
 		return err
 	}
 	n.log.Info("contact accepted", "peer", c.PeerID.ShortString(), "name", c.Name)
-	n.publish(control.Event{Type: control.EventContact, PeerID: c.PeerID.String(), Name: c.Name, State: store.StateAccepted})
+	n.publish(control.Event{Type: control.EventContact, PeerID: c.PeerID.String(), Name: c.Name, State: string(store.StateAccepted)})
 	n.startContact(c.PeerID)
 	p := c.PeerID
 	n.goRun(func(ctx context.Context) {
@@ -302,9 +303,9 @@ func (n *Node) AcceptContact(ctx context.Context, ref, name string) (store.Conta
 	switch c.State {
 	case store.StatePendingIn:
 	case store.StateAccepted:
-		return c, conflict(fmt.Errorf("%s is already an accepted contact", c.Label()))
+		return c, core.Conflict(fmt.Errorf("%s is already an accepted contact", c.Label()))
 	default:
-		return c, conflict(fmt.Errorf("%s has no request waiting for you (state %s)", c.Label(), c.State))
+		return c, core.Conflict(fmt.Errorf("%s has no request waiting for you (state %s)", c.Label(), c.State))
 	}
 	if name != "" {
 		if err := n.checkContactName(name); err != nil {
@@ -314,7 +315,7 @@ func (n *Node) AcceptContact(ctx context.Context, ref, name string) (store.Conta
 	}
 	if err := n.setAccepted(ctx, c); err != nil {
 		if errors.Is(err, store.ErrExists) {
-			return c, conflict(fmt.Errorf("the name %q is taken by another contact", name))
+			return c, core.Conflict(fmt.Errorf("the name %q is taken by another contact", name))
 		}
 		return c, err
 	}
@@ -331,7 +332,7 @@ func (n *Node) RejectContact(ctx context.Context, ref string) (store.Contact, er
 		return c, err
 	}
 	if c.State != store.StatePendingIn {
-		return c, conflict(fmt.Errorf("%s has no request waiting for you (state %s); to drop a contact use: natter contacts remove", c.Label(), c.State))
+		return c, core.Conflict(fmt.Errorf("%s has no request waiting for you (state %s); to drop a contact use: natter contacts remove", c.Label(), c.State))
 	}
 	if err := n.store.RemoveContact(ctx, c.PeerID); err != nil {
 		return c, err
@@ -354,10 +355,10 @@ func (n *Node) BlockContact(ctx context.Context, ref string) (store.Contact, err
 	case errors.Is(err, store.ErrNotFound):
 		id, perr := peer.Decode(ref)
 		if perr != nil {
-			return c, notFound(fmt.Errorf("no contact %q; to block a stranger give its peer ID", ref))
+			return c, core.NotFound(fmt.Errorf("no contact %q; to block a stranger give its peer ID", ref))
 		}
 		if id == n.host.ID() {
-			return c, badRequest(errors.New("that is this node's own peer ID"))
+			return c, core.Invalid(errors.New("that is this node's own peer ID"))
 		}
 		c = store.Contact{PeerID: id, State: store.StateBlocked}
 		if err := n.store.AddContact(ctx, c); err != nil {
@@ -382,13 +383,13 @@ func (n *Node) BlockContact(ctx context.Context, ref string) (store.Contact, err
 // checkContactName checks a local name for a contact.
 func (n *Node) checkContactName(name string) error {
 	if len(name) > invite.MaxNameLen {
-		return badRequest(fmt.Errorf("name is longer than %d bytes", invite.MaxNameLen))
+		return core.Invalid(fmt.Errorf("name is longer than %d bytes", invite.MaxNameLen))
 	}
 	if _, err := peer.Decode(name); err == nil {
-		return badRequest(errors.New("a contact's name cannot be a peer ID"))
+		return core.Invalid(errors.New("a contact's name cannot be a peer ID"))
 	}
 	if err := contact.ValidateText("name", name, invite.MaxNameLen); err != nil {
-		return badRequest(err)
+		return core.Invalid(err)
 	}
 	return nil
 }

@@ -33,7 +33,7 @@ func contactState(t *testing.T, n, other *Node) string {
 		return ""
 	}
 	require.NoError(t, err)
-	return c.State
+	return string(c.State)
 }
 
 func waitState(t *testing.T, n, other *Node, want string) {
@@ -92,7 +92,7 @@ func TestFriendRequestAccept(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, control.StateAccepted, acc.State)
 	require.Equal(t, "Alice C.", acc.Name)
-	waitState(t, a, b, store.StateAccepted)
+	waitState(t, a, b, control.StateAccepted)
 
 	m, err := ca.Send(ctx, "bob", control.SendRequest{Text: "thanks!", Wait: "10s"})
 	require.NoError(t, err)
@@ -128,7 +128,7 @@ func TestFriendRequestReject(t *testing.T) {
 
 	_, err := ca.AddContact(ctx, control.AddContactRequest{Target: b.ID().String(), Name: "bob"})
 	require.NoError(t, err)
-	waitState(t, b, a, store.StatePendingIn)
+	waitState(t, b, a, control.StatePendingIn)
 	_, err = cb.RejectContact(ctx, "alice")
 	require.NoError(t, err)
 	require.Equal(t, "", contactState(t, b, a))
@@ -136,7 +136,7 @@ func TestFriendRequestReject(t *testing.T) {
 	require.Equal(t, control.StateRejected, e.State)
 	waitState(t, a, b, "")
 
-	sub, cancel := b.events.subscribe()
+	sub, cancel := b.events.Subscribe()
 	defer cancel()
 	_, err = ca.AddContact(ctx, control.AddContactRequest{Target: b.ID().String(), Name: "bob"})
 	require.NoError(t, err)
@@ -145,7 +145,7 @@ func TestFriendRequestReject(t *testing.T) {
 	quiet := time.After(300 * time.Millisecond)
 	for done := false; !done; {
 		select {
-		case e := <-sub.ch:
+		case e := <-sub.C():
 			require.NotEqual(t, control.EventContact, e.Type, "bob was bothered again: %+v", e)
 		case <-quiet:
 			done = true
@@ -167,7 +167,7 @@ func TestFriendRequestWithdraw(t *testing.T) {
 
 	_, err := ca.AddContact(ctx, control.AddContactRequest{Target: b.ID().String(), Name: "bob", Note: "hi"})
 	require.NoError(t, err)
-	waitState(t, b, a, store.StatePendingIn)
+	waitState(t, b, a, control.StatePendingIn)
 	waitEvent(t, evB, func(e control.Event) bool { return e.Type == control.EventContact && e.State == control.StatePendingIn })
 	require.Eventually(t, func() bool { p, _ := a.pathTo(b.ID()); return p != control.PathNone }, 10*time.Second, 20*time.Millisecond)
 
@@ -191,7 +191,7 @@ func TestFriendRequestWithdraw(t *testing.T) {
 	resp, err = contact.Send(ctx, c.Host(), b.ID(), contact.Request{Kind: contact.KindWithdraw})
 	require.NoError(t, err)
 	require.Equal(t, contact.StatusRefused, resp.Status)
-	require.Equal(t, store.StateAccepted, contactState(t, b, c))
+	require.Equal(t, control.StateAccepted, contactState(t, b, c))
 }
 
 // TestBlock: a blocked peer's connections are refused by the gater, so
@@ -221,12 +221,12 @@ func TestBlock(t *testing.T) {
 
 	// Unblock: the pending request arrives on the next try.
 	require.NoError(t, cb.RemoveContact(ctx, a.ID().String()))
-	waitState(t, b, a, store.StatePendingIn)
+	waitState(t, b, a, control.StatePendingIn)
 
 	// Blocking an accepted contact cuts it off at once.
 	_, err = cb.AcceptContact(ctx, a.ID().String(), "alice")
 	require.NoError(t, err)
-	waitState(t, a, b, store.StateAccepted)
+	waitState(t, a, b, control.StateAccepted)
 	_, err = cb.BlockContact(ctx, "alice")
 	require.NoError(t, err)
 	require.Eventually(t, func() bool { return len(a.Host().Network().ConnsToPeer(b.ID())) == 0 }, 10*time.Second, 20*time.Millisecond)

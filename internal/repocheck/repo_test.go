@@ -94,8 +94,8 @@ func TestEveryPackageHasAComment(t *testing.T) {
 	}
 }
 
-// TestImportDirection checks the dependency rules of STYLE.md and
-// CONTRIBUTING.md.
+// TestImportDirection checks the dependency rules of CONTRIBUTING.md and
+// docs/architecture.md.
 func TestImportDirection(t *testing.T) {
 	under := func(dir, prefix string) bool { return dir == prefix || strings.HasPrefix(dir, prefix+"/") }
 	for _, p := range packages(t) {
@@ -115,5 +115,87 @@ func TestImportDirection(t *testing.T) {
 				t.Errorf("%s imports %s: only cmd/ reads flags and config files", p.dir, ip)
 			}
 		}
+	}
+}
+
+// featurePackages are the daemon's feature packages (docs/architecture.md).
+// Each is a room of its own: it may import the shared vocabulary
+// (node/core), the store, the control API types and protocols/, but never
+// another feature package; what it needs from one it declares as an
+// interface that node wires. node/api is the HTTP edge: it too reaches the
+// features only through interfaces it declares.
+var featurePackages = []string{
+	"node/api",
+	"node/chat",
+	"node/files",
+	"node/links",
+	"node/offline",
+	"node/social",
+}
+
+func TestFeaturePackagesStandAlone(t *testing.T) {
+	feature := func(dir string) string {
+		for _, f := range featurePackages {
+			if dir == f || strings.HasPrefix(dir, f+"/") {
+				return f
+			}
+		}
+		return ""
+	}
+	for _, p := range packages(t) {
+		from := feature(p.dir)
+		if from == "" {
+			continue
+		}
+		for ip := range p.imports {
+			local := strings.TrimPrefix(ip, module+"/")
+			if local == ip {
+				continue
+			}
+			if to := feature(local); to != "" && to != from {
+				t.Errorf("%s imports %s: a feature package must not import another; declare the interface you need and let node wire it", p.dir, ip)
+			}
+			if local == "node" {
+				t.Errorf("%s imports %s: feature packages are wired by node, never the other way round", p.dir, ip)
+			}
+		}
+	}
+}
+
+// TestStandsAlone: code and docs point only to what is in the repository.
+func TestStandsAlone(t *testing.T) {
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	outside := []string{"DESIGN" + ".md", "STYLE" + ".md", "../" + "shared/"}
+	err = filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			if name := d.Name(); path != root && (name == "testdata" || strings.HasPrefix(name, ".") || name == "bin" || name == "node_modules") {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		ext := filepath.Ext(path)
+		if ext != ".go" && ext != ".md" && ext != ".sh" && ext != ".yaml" && path != filepath.Join(root, "Makefile") {
+			return nil
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		for _, o := range outside {
+			if strings.Contains(string(b), o) {
+				rel, _ := filepath.Rel(root, path)
+				t.Errorf("%s mentions %s, which is not in the repository: say it here (docs/) instead", rel, o)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }

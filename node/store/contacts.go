@@ -12,13 +12,17 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 )
 
-// Contact states. Only accepted contacts may chat; the others belong to the
-// friend-request flow.
+// ContactState is where a contact stands. Only accepted contacts may chat;
+// the others belong to the friend-request flow. The values are the control
+// API's strings.
+type ContactState string
+
+// The contact states.
 const (
-	StateAccepted   = "accepted"
-	StatePendingIn  = "pending_in"
-	StatePendingOut = "pending_out"
-	StateBlocked    = "blocked"
+	StateAccepted   ContactState = "accepted"
+	StatePendingIn               = "pending_in"
+	StatePendingOut              = "pending_out"
+	StateBlocked                 = "blocked"
 )
 
 // Contact is a peer the user knows.
@@ -27,7 +31,7 @@ type Contact struct {
 	// Name is the user's local name for the contact ("" if none); unique,
 	// case-insensitively.
 	Name  string
-	State string
+	State ContactState
 	// Rendezvous are rendezvous servers the contact said it uses (from its
 	// invite), tried when looking it up.
 	Rendezvous []ma.Multiaddr
@@ -146,7 +150,7 @@ func (s *Store) ContactByDirName(ctx context.Context, dn string) (Contact, error
 }
 
 // CountState counts the contacts in state.
-func (s *Store) CountState(ctx context.Context, state string) (int, error) {
+func (s *Store) CountState(ctx context.Context, state ContactState) (int, error) {
 	var n int
 	if err := s.db.QueryRowContext(ctx, `SELECT count(*) FROM contacts WHERE state = ?`, state).Scan(&n); err != nil {
 		return 0, fmt.Errorf("count contacts: %w", classify(err))

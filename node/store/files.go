@@ -14,7 +14,7 @@ import (
 	"github.com/natterim/natter/protocols/chat"
 )
 
-// Transfer states. A transfer only ever leaves the first four; the last
+// TransferState is where a transfer stands. A transfer only ever leaves the first four; the last
 // four are final.
 //
 // Outgoing: offered (the offer is queued or delivered) -> accepted (the
@@ -24,19 +24,22 @@ import (
 // transferring <-> paused -> done (verified and saved). Either: rejected
 // (the receiver said no), cancelled (a user cancelled), failed (cannot
 // complete: reason says why).
+type TransferState string
+
+// The transfer states, as stored and as the control API shows them.
 const (
-	TransferOffered      = "offered"
-	TransferAccepted     = "accepted"
-	TransferTransferring = "transferring"
-	TransferPaused       = "paused"
-	TransferDone         = "done"
-	TransferFailed       = "failed"
-	TransferRejected     = "rejected"
-	TransferCancelled    = "cancelled"
+	TransferOffered      TransferState = "offered"
+	TransferAccepted                   = "accepted"
+	TransferTransferring               = "transferring"
+	TransferPaused                     = "paused"
+	TransferDone                       = "done"
+	TransferFailed                     = "failed"
+	TransferRejected                   = "rejected"
+	TransferCancelled                  = "cancelled"
 )
 
 // FinalState reports whether a transfer in state s is over.
-func FinalState(s string) bool {
+func FinalState(s TransferState) bool {
 	switch s {
 	case TransferDone, TransferFailed, TransferRejected, TransferCancelled:
 		return true
@@ -50,7 +53,7 @@ type Transfer struct {
 	ID       chat.MsgID
 	Peer     peer.ID
 	Outgoing bool
-	State    string
+	State    TransferState
 	// Name is the offered name (outgoing) or the sanitised one we show
 	// and save under (incoming).
 	Name      string
@@ -147,7 +150,7 @@ type IncomingOffer struct {
 type IncomingUpdate struct {
 	Transfer chat.MsgID
 	// State is accepted, rejected, done, cancelled or failed.
-	State  string
+	State  TransferState
 	Reason string
 }
 
@@ -173,7 +176,7 @@ func storeOfferTx(ctx context.Context, tx *sql.Tx, from peer.ID, id chat.MsgID, 
 // remoteTransition applies a state a contact reports to t: only moves that
 // side may make, and never out of a final state. It reports whether t
 // changed.
-func remoteTransition(t *Transfer, state, reason string) bool {
+func remoteTransition(t *Transfer, state TransferState, reason string) bool {
 	if FinalState(t.State) {
 		return false
 	}

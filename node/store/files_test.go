@@ -44,11 +44,11 @@ func TestOutgoingTransfer(t *testing.T) {
 
 	// The receiver's answers move it forward, never backward, and never
 	// out of a final state.
-	apply := func(state string) store.Transfer {
+	apply := func(state store.TransferState) store.Transfer {
 		t.Helper()
 		upd := chat.NewID()
 		res, err := s.StoreIncoming(ctx, bob, []store.Incoming{{ID: upd, Kind: store.KindFileUpdate, Seq: 9, SentAt: time.Now(),
-			Update: &store.IncomingUpdate{Transfer: id, State: state, Reason: "r-" + state}}})
+			Update: &store.IncomingUpdate{Transfer: id, State: state, Reason: "r-" + string(state)}}})
 		require.NoError(t, err)
 		got, err := s.GetTransfer(ctx, id)
 		require.NoError(t, err)
