@@ -34,80 +34,79 @@ func (s *Server) routes() *http.ServeMux {
 		v   = "/" + control.Version
 		f   = s.svc
 	)
-	handle := func(pattern string, h http.HandlerFunc) { mux.HandleFunc(pattern, h) }
 	ref := func(r *http.Request) string { return r.PathValue("ref") }
 
 	// The node.
-	handle("GET "+v+"/status", endpoint(noBody, http.StatusOK, func(r *http.Request, _ none) (control.Status, error) {
+	mux.HandleFunc("GET "+v+"/status", endpoint(noBody, http.StatusOK, func(r *http.Request, _ none) (control.Status, error) {
 		return f.Node.Status(r.Context())
 	}))
-	handle("GET "+v+"/id", endpoint(noBody, http.StatusOK, func(r *http.Request, _ none) (control.Identity, error) {
+	mux.HandleFunc("GET "+v+"/id", endpoint(noBody, http.StatusOK, func(r *http.Request, _ none) (control.Identity, error) {
 		inv, err := f.Node.Invite(r.Context())
 		if err != nil {
 			return control.Identity{}, err
 		}
 		return control.Identity{PeerID: f.Node.ID().String(), Invite: inv}, nil
 	}))
-	handle("GET "+v+"/events", s.handleEvents)
+	mux.HandleFunc("GET "+v+"/events", s.handleEvents)
 
 	// Contacts and friend requests.
-	handle("GET "+v+"/contacts", endpoint(noBody, http.StatusOK, func(r *http.Request, _ none) ([]control.Contact, error) {
+	mux.HandleFunc("GET "+v+"/contacts", endpoint(noBody, http.StatusOK, func(r *http.Request, _ none) ([]control.Contact, error) {
 		return f.Contacts.Contacts(r.Context())
 	}))
-	handle("POST "+v+"/contacts", endpoint(jsonBody, http.StatusCreated, func(r *http.Request, req control.AddContactRequest) (control.Contact, error) {
+	mux.HandleFunc("POST "+v+"/contacts", endpoint(jsonBody, http.StatusCreated, func(r *http.Request, req control.AddContactRequest) (control.Contact, error) {
 		return contactView(f.Contacts.AddContact(r.Context(), req))
 	}))
-	handle("DELETE "+v+"/contacts/{ref}", endpoint(noBody, http.StatusOK, func(r *http.Request, _ none) (control.Contact, error) {
+	mux.HandleFunc("DELETE "+v+"/contacts/{ref}", endpoint(noBody, http.StatusOK, func(r *http.Request, _ none) (control.Contact, error) {
 		return contactView(f.Contacts.RemoveContact(r.Context(), ref(r)))
 	}))
-	handle("POST "+v+"/contacts/{ref}/ping", endpoint(noBody, http.StatusOK, func(r *http.Request, _ none) (control.PingResult, error) {
+	mux.HandleFunc("POST "+v+"/contacts/{ref}/ping", endpoint(noBody, http.StatusOK, func(r *http.Request, _ none) (control.PingResult, error) {
 		return f.Node.Ping(r.Context(), ref(r))
 	}))
-	handle("POST "+v+"/contacts/{ref}/accept", endpoint(optionalBody, http.StatusOK, func(r *http.Request, req control.AcceptRequest) (control.Contact, error) {
+	mux.HandleFunc("POST "+v+"/contacts/{ref}/accept", endpoint(optionalBody, http.StatusOK, func(r *http.Request, req control.AcceptRequest) (control.Contact, error) {
 		return contactView(f.Contacts.AcceptContact(r.Context(), ref(r), req.Name))
 	}))
-	handle("POST "+v+"/contacts/{ref}/reject", endpoint(noBody, http.StatusOK, func(r *http.Request, _ none) (control.Contact, error) {
+	mux.HandleFunc("POST "+v+"/contacts/{ref}/reject", endpoint(noBody, http.StatusOK, func(r *http.Request, _ none) (control.Contact, error) {
 		return contactView(f.Contacts.RejectContact(r.Context(), ref(r)))
 	}))
-	handle("POST "+v+"/contacts/{ref}/block", endpoint(noBody, http.StatusOK, func(r *http.Request, _ none) (control.Contact, error) {
+	mux.HandleFunc("POST "+v+"/contacts/{ref}/block", endpoint(noBody, http.StatusOK, func(r *http.Request, _ none) (control.Contact, error) {
 		return contactView(f.Contacts.BlockContact(r.Context(), ref(r)))
 	}))
 
 	// Presence and activity.
-	handle("POST "+v+"/presence", endpoint(jsonBody, http.StatusOK, func(r *http.Request, req control.PresenceRequest) (control.Status, error) {
+	mux.HandleFunc("POST "+v+"/presence", endpoint(jsonBody, http.StatusOK, func(r *http.Request, req control.PresenceRequest) (control.Status, error) {
 		f.Presence.Touch()
 		return f.Presence.SetPresence(r.Context(), req)
 	}))
-	handle("POST "+v+"/activity", func(w http.ResponseWriter, _ *http.Request) {
+	mux.HandleFunc("POST "+v+"/activity", func(w http.ResponseWriter, _ *http.Request) {
 		f.Presence.Touch()
 		w.WriteHeader(http.StatusNoContent)
 	})
 
 	// Chat.
-	handle("POST "+v+"/contacts/{ref}/messages", endpoint(jsonBody, http.StatusCreated, func(r *http.Request, req control.SendRequest) (control.Message, error) {
+	mux.HandleFunc("POST "+v+"/contacts/{ref}/messages", endpoint(jsonBody, http.StatusCreated, func(r *http.Request, req control.SendRequest) (control.Message, error) {
 		f.Presence.Touch()
 		return f.Chat.Send(r.Context(), ref(r), req)
 	}))
-	handle("GET "+v+"/contacts/{ref}/messages", endpoint(noBody, http.StatusOK, func(r *http.Request, _ none) ([]control.Message, error) {
+	mux.HandleFunc("GET "+v+"/contacts/{ref}/messages", endpoint(noBody, http.StatusOK, func(r *http.Request, _ none) ([]control.Message, error) {
 		limit, err := limitParam(r)
 		if err != nil {
 			return nil, err
 		}
 		return f.Chat.History(r.Context(), ref(r), r.URL.Query().Get("before"), limit)
 	}))
-	handle("POST "+v+"/contacts/{ref}/read", endpoint(noBody, http.StatusOK, func(r *http.Request, _ none) (control.ReadResult, error) {
+	mux.HandleFunc("POST "+v+"/contacts/{ref}/read", endpoint(noBody, http.StatusOK, func(r *http.Request, _ none) (control.ReadResult, error) {
 		f.Presence.Touch()
 		return f.Chat.MarkRead(r.Context(), ref(r))
 	}))
-	handle("POST "+v+"/contacts/{ref}/typing", endpoint(jsonBody, http.StatusOK, func(r *http.Request, req control.TypingRequest) (control.TypingResult, error) {
+	mux.HandleFunc("POST "+v+"/contacts/{ref}/typing", endpoint(jsonBody, http.StatusOK, func(r *http.Request, req control.TypingRequest) (control.TypingResult, error) {
 		f.Presence.Touch()
 		sent, err := f.Chat.Typing(r.Context(), ref(r), req.Typing)
 		return control.TypingResult{Sent: sent}, err
 	}))
-	handle("POST "+v+"/contacts/{ref}/receipts", endpoint(jsonBody, http.StatusOK, func(r *http.Request, req control.ReceiptsRequest) (control.Contact, error) {
+	mux.HandleFunc("POST "+v+"/contacts/{ref}/receipts", endpoint(jsonBody, http.StatusOK, func(r *http.Request, req control.ReceiptsRequest) (control.Contact, error) {
 		return contactView(f.Chat.SetReceipts(r.Context(), ref(r), req.Mode))
 	}))
-	handle("GET "+v+"/search", endpoint(noBody, http.StatusOK, func(r *http.Request, _ none) ([]control.Message, error) {
+	mux.HandleFunc("GET "+v+"/search", endpoint(noBody, http.StatusOK, func(r *http.Request, _ none) ([]control.Message, error) {
 		limit, err := limitParam(r)
 		if err != nil {
 			return nil, err
@@ -117,53 +116,53 @@ func (s *Server) routes() *http.ServeMux {
 	}))
 
 	// Names.
-	handle("GET "+v+"/names", endpoint(noBody, http.StatusOK, func(r *http.Request, _ none) ([]control.OwnName, error) {
+	mux.HandleFunc("GET "+v+"/names", endpoint(noBody, http.StatusOK, func(r *http.Request, _ none) ([]control.OwnName, error) {
 		return f.Names.OwnNames(r.Context())
 	}))
-	handle("POST "+v+"/names", endpoint(jsonBody, http.StatusOK, func(r *http.Request, req control.NameRequest) (control.OwnName, error) {
+	mux.HandleFunc("POST "+v+"/names", endpoint(jsonBody, http.StatusOK, func(r *http.Request, req control.NameRequest) (control.OwnName, error) {
 		return f.Names.RegisterName(r.Context(), req.Name)
 	}))
-	handle("DELETE "+v+"/names/{name}", endpoint(noBody, http.StatusOK, func(r *http.Request, _ none) (control.OwnName, error) {
+	mux.HandleFunc("DELETE "+v+"/names/{name}", endpoint(noBody, http.StatusOK, func(r *http.Request, _ none) (control.OwnName, error) {
 		return f.Names.ReleaseName(r.Context(), r.PathValue("name"))
 	}))
-	handle("GET "+v+"/directory/{name}", endpoint(noBody, http.StatusOK, func(r *http.Request, _ none) (control.NameLookup, error) {
+	mux.HandleFunc("GET "+v+"/directory/{name}", endpoint(noBody, http.StatusOK, func(r *http.Request, _ none) (control.NameLookup, error) {
 		return f.Names.LookupName(r.Context(), r.PathValue("name"))
 	}))
 
 	// Profiles.
-	handle("GET "+v+"/profile", endpoint(noBody, http.StatusOK, func(r *http.Request, _ none) (control.Profile, error) {
+	mux.HandleFunc("GET "+v+"/profile", endpoint(noBody, http.StatusOK, func(r *http.Request, _ none) (control.Profile, error) {
 		return f.Profiles.OwnProfile(r.Context())
 	}))
-	handle("POST "+v+"/profile", endpoint(body{limit: MaxProfileBody}, http.StatusOK, func(r *http.Request, req control.ProfileRequest) (control.Profile, error) {
+	mux.HandleFunc("POST "+v+"/profile", endpoint(body{limit: MaxProfileBody}, http.StatusOK, func(r *http.Request, req control.ProfileRequest) (control.Profile, error) {
 		f.Presence.Touch()
 		return f.Profiles.SetProfile(r.Context(), req)
 	}))
-	handle("GET "+v+"/contacts/{ref}/profile", endpoint(noBody, http.StatusOK, func(r *http.Request, _ none) (control.Profile, error) {
+	mux.HandleFunc("GET "+v+"/contacts/{ref}/profile", endpoint(noBody, http.StatusOK, func(r *http.Request, _ none) (control.Profile, error) {
 		return f.Profiles.ContactProfile(r.Context(), ref(r))
 	}))
 
 	// Offline delivery.
-	handle("GET "+v+"/mailbox", endpoint(noBody, http.StatusOK, func(r *http.Request, _ none) (control.Mailbox, error) {
+	mux.HandleFunc("GET "+v+"/mailbox", endpoint(noBody, http.StatusOK, func(r *http.Request, _ none) (control.Mailbox, error) {
 		return f.Mailbox.Mailbox(r.Context())
 	}))
 
 	// Files.
-	handle("POST "+v+"/contacts/{ref}/files", endpoint(jsonBody, http.StatusCreated, func(r *http.Request, req control.SendFileRequest) (control.Transfer, error) {
+	mux.HandleFunc("POST "+v+"/contacts/{ref}/files", endpoint(jsonBody, http.StatusCreated, func(r *http.Request, req control.SendFileRequest) (control.Transfer, error) {
 		f.Presence.Touch()
 		return f.Files.SendFile(r.Context(), ref(r), req)
 	}))
-	handle("GET "+v+"/files", endpoint(noBody, http.StatusOK, func(r *http.Request, _ none) ([]control.Transfer, error) {
+	mux.HandleFunc("GET "+v+"/files", endpoint(noBody, http.StatusOK, func(r *http.Request, _ none) ([]control.Transfer, error) {
 		return f.Files.Files(r.Context())
 	}))
-	handle("GET "+v+"/files/{id}", endpoint(noBody, http.StatusOK, func(r *http.Request, _ none) (control.Transfer, error) {
+	mux.HandleFunc("GET "+v+"/files/{id}", endpoint(noBody, http.StatusOK, func(r *http.Request, _ none) (control.Transfer, error) {
 		return f.Files.File(r.Context(), r.PathValue("id"))
 	}))
-	handle("POST "+v+"/files/{id}/{action}", endpoint(noBody, http.StatusOK, func(r *http.Request, _ none) (control.Transfer, error) {
+	mux.HandleFunc("POST "+v+"/files/{id}/{action}", endpoint(noBody, http.StatusOK, func(r *http.Request, _ none) (control.Transfer, error) {
 		f.Presence.Touch()
 		return f.Files.FileAction(r.Context(), r.PathValue("id"), r.PathValue("action"))
 	}))
 
-	handle("/", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusNotFound, fmt.Errorf("no such endpoint: %s %s", r.Method, r.URL.Path))
 	})
 	return mux
