@@ -285,17 +285,11 @@ func do(t *testing.T, hc *http.Client, method, path, body string) (int, string) 
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	var r *strings.Reader
+	var r io.Reader
 	if body != "" {
 		r = strings.NewReader(body)
 	}
-	var req *http.Request
-	var err error
-	if r != nil {
-		req, err = http.NewRequestWithContext(ctx, method, "http://natter"+path, r)
-	} else {
-		req, err = http.NewRequestWithContext(ctx, method, "http://natter"+path, nil)
-	}
+	req, err := http.NewRequestWithContext(ctx, method, "http://natter"+path, r)
 	require.NoError(t, err)
 	resp, err := hc.Do(req)
 	require.NoError(t, err)
