@@ -12,6 +12,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/natterim/natter/node/api"
 	"github.com/natterim/natter/node/control"
 )
 
@@ -47,13 +48,15 @@ func TestControlTCPLoopbackOnly(t *testing.T) {
 	}
 }
 
-// TestControlTCPToken: the loopback TCP API answers only requests that
-// carry the token from control.token (0600); the unix socket needs none.
-// Without control.tcp_listen there is no TCP API and no token file.
+// TestControlTCPToken: the node serves the loopback TCP API when
+// control.tcp_listen is set, guarded by the token in control.token
+// (0600); the unix socket needs none. Without control.tcp_listen there is
+// no TCP API and no token file. (The token check itself, row by row, is
+// node/api's TestTCPToken.)
 func TestControlTCPToken(t *testing.T) {
 	ctx := context.Background()
 	plain := newTestNode(t, testConfig(t), "bob")
-	_, err := os.Stat(filepath.Join(plain.cfg.DataDir, tokenName))
+	_, err := os.Stat(filepath.Join(plain.cfg.DataDir, api.TokenName))
 	require.ErrorIs(t, err, os.ErrNotExist, "no TCP API configured: no token either")
 
 	cfg := testConfig(t)
@@ -61,7 +64,7 @@ func TestControlTCPToken(t *testing.T) {
 	cfg.Control.TCPListen = addr
 	n := newTestNode(t, cfg, "alice")
 
-	tokPath := filepath.Join(cfg.DataDir, tokenName)
+	tokPath := filepath.Join(cfg.DataDir, api.TokenName)
 	fi, err := os.Stat(tokPath)
 	require.NoError(t, err)
 	require.Equal(t, os.FileMode(0o600), fi.Mode().Perm())
@@ -70,25 +73,11 @@ func TestControlTCPToken(t *testing.T) {
 	token := strings.TrimSpace(string(b))
 	require.Len(t, token, 64)
 
-	for _, tc := range []struct{ name, token string }{
-		{"none", ""},
-		{"wrong", strings.Repeat("0", 64)},
-		{"prefix", token[:32]},
-		{"longer", token + "0"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			_, err := control.NewTCPClient(addr, tc.token).Status(ctx)
-			ae, ok := errors.AsType[*control.APIError](err)
-			require.True(t, ok, "%v", err)
-			require.Equal(t, http.StatusUnauthorized, ae.Code)
-			require.Contains(t, ae.Message, "bearer token")
-			// The event stream is guarded too.
-			_, err = control.NewTCPClient(addr, tc.token).Events(ctx)
-			ae, ok = errors.AsType[*control.APIError](err)
-			require.True(t, ok, "%v", err)
-			require.Equal(t, http.StatusUnauthorized, ae.Code)
-		})
-	}
+	_, err = control.NewTCPClient(addr, "").Status(ctx)
+	ae, ok := errors.AsType[*control.APIError](err)
+	require.True(t, ok, "%v", err)
+	require.Equal(t, http.StatusUnauthorized, ae.Code)
+	require.Contains(t, ae.Message, "bearer token")
 
 	st, err := control.NewTCPClient(addr, token).Status(ctx)
 	require.NoError(t, err)

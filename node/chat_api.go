@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -18,9 +16,6 @@ import (
 )
 
 const (
-	// defaultHistoryLimit and maxHistoryLimit bound one history page.
-	defaultHistoryLimit = 50
-	maxHistoryLimit     = 10_000
 	// maxWait bounds how long a send may wait for delivery.
 	maxWait = 10 * time.Minute
 )
@@ -271,93 +266,4 @@ func (n *Node) SetReceipts(ctx context.Context, ref, mode string) (store.Contact
 		return c, err
 	}
 	return c, nil
-}
-
-func limitParam(r *http.Request) (int, error) {
-	s := r.URL.Query().Get("limit")
-	if s == "" {
-		return defaultHistoryLimit, nil
-	}
-	l, err := strconv.Atoi(s)
-	if err != nil || l < 1 || l > maxHistoryLimit {
-		return 0, core.Invalid(fmt.Errorf("limit: %q is not a number in 1..%d", s, maxHistoryLimit))
-	}
-	return l, nil
-}
-
-func (n *Node) handleSend(w http.ResponseWriter, r *http.Request) {
-	var req control.SendRequest
-	if !decodeBody(w, r, &req) {
-		return
-	}
-	m, err := n.Send(r.Context(), r.PathValue("ref"), req)
-	if err != nil {
-		writeErr(w, statusOf(err), err)
-		return
-	}
-	writeJSON(w, http.StatusCreated, m)
-}
-
-func (n *Node) handleHistory(w http.ResponseWriter, r *http.Request) {
-	limit, err := limitParam(r)
-	if err != nil {
-		writeErr(w, statusOf(err), err)
-		return
-	}
-	ms, err := n.History(r.Context(), r.PathValue("ref"), r.URL.Query().Get("before"), limit)
-	if err != nil {
-		writeErr(w, statusOf(err), err)
-		return
-	}
-	writeJSON(w, http.StatusOK, ms)
-}
-
-func (n *Node) handleSearch(w http.ResponseWriter, r *http.Request) {
-	limit, err := limitParam(r)
-	if err != nil {
-		writeErr(w, statusOf(err), err)
-		return
-	}
-	q := r.URL.Query()
-	ms, err := n.Search(r.Context(), q.Get("q"), q.Get("contact"), limit)
-	if err != nil {
-		writeErr(w, statusOf(err), err)
-		return
-	}
-	writeJSON(w, http.StatusOK, ms)
-}
-
-func (n *Node) handleRead(w http.ResponseWriter, r *http.Request) {
-	res, err := n.MarkRead(r.Context(), r.PathValue("ref"))
-	if err != nil {
-		writeErr(w, statusOf(err), err)
-		return
-	}
-	writeJSON(w, http.StatusOK, res)
-}
-
-func (n *Node) handleTyping(w http.ResponseWriter, r *http.Request) {
-	var req control.TypingRequest
-	if !decodeBody(w, r, &req) {
-		return
-	}
-	sent, err := n.Typing(r.Context(), r.PathValue("ref"), req.Typing)
-	if err != nil {
-		writeErr(w, statusOf(err), err)
-		return
-	}
-	writeJSON(w, http.StatusOK, control.TypingResult{Sent: sent})
-}
-
-func (n *Node) handleReceipts(w http.ResponseWriter, r *http.Request) {
-	var req control.ReceiptsRequest
-	if !decodeBody(w, r, &req) {
-		return
-	}
-	c, err := n.SetReceipts(r.Context(), r.PathValue("ref"), req.Mode)
-	if err != nil {
-		writeErr(w, statusOf(err), err)
-		return
-	}
-	writeJSON(w, http.StatusOK, toAPIContact(c))
 }

@@ -21,14 +21,6 @@ import (
 	"github.com/natterim/natter/protocols/file"
 )
 
-// fileRoutes registers the file-transfer endpoints.
-func (n *Node) fileRoutes(mux *http.ServeMux, v string) {
-	mux.HandleFunc("POST "+v+"/contacts/{ref}/files", n.handleSendFile)
-	mux.HandleFunc("GET "+v+"/files", n.handleFiles)
-	mux.HandleFunc("GET "+v+"/files/{id}", n.handleFile)
-	mux.HandleFunc("POST "+v+"/files/{id}/{action}", n.handleFileAction)
-}
-
 // SendFile offers a file to a contact: it checks and hashes the file, then
 // records the transfer and queues the offer in one transaction. The file
 // is read again, from its path, when the contact fetches it; if it changes
@@ -262,44 +254,4 @@ func direction(t store.Transfer) string {
 		return "outgoing"
 	}
 	return "incoming"
-}
-
-func (n *Node) handleSendFile(w http.ResponseWriter, r *http.Request) {
-	var req control.SendFileRequest
-	if !decodeBody(w, r, &req) {
-		return
-	}
-	t, err := n.SendFile(r.Context(), r.PathValue("ref"), req)
-	if err != nil {
-		writeErr(w, statusOf(err), err)
-		return
-	}
-	writeJSON(w, http.StatusCreated, t)
-}
-
-func (n *Node) handleFiles(w http.ResponseWriter, r *http.Request) {
-	ts, err := n.Files(r.Context())
-	if err != nil {
-		writeErr(w, statusOf(err), err)
-		return
-	}
-	writeJSON(w, http.StatusOK, ts)
-}
-
-func (n *Node) handleFile(w http.ResponseWriter, r *http.Request) {
-	t, err := n.findTransfer(r.Context(), r.PathValue("id"))
-	if err != nil {
-		writeErr(w, statusOf(err), err)
-		return
-	}
-	writeJSON(w, http.StatusOK, n.files.view(r.Context(), t, ""))
-}
-
-func (n *Node) handleFileAction(w http.ResponseWriter, r *http.Request) {
-	t, err := n.FileAction(r.Context(), r.PathValue("id"), r.PathValue("action"))
-	if err != nil {
-		writeErr(w, statusOf(err), err)
-		return
-	}
-	writeJSON(w, http.StatusOK, t)
 }

@@ -2,22 +2,10 @@ package node
 
 import (
 	"context"
-	"net/http"
 
 	"github.com/natterim/natter/node/control"
 	"github.com/natterim/natter/node/store"
 )
-
-func (n *Node) mailboxRoutes(mux *http.ServeMux, v string) {
-	mux.HandleFunc("GET "+v+"/mailbox", func(w http.ResponseWriter, r *http.Request) {
-		mb, err := n.Mailbox(r.Context())
-		if err != nil {
-			writeErr(w, statusOf(err), err)
-			return
-		}
-		writeJSON(w, http.StatusOK, mb)
-	})
-}
 
 // Mailbox reports offline delivery: our mailboxes, and per accepted
 // contact its deposit token and what waits in its mailbox.

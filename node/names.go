@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"slices"
 	"strings"
 	"sync"
@@ -555,46 +554,6 @@ func (n *Node) nameWarnings(ctx context.Context) map[peer.ID]string {
 		out[p] = w.Warning
 	}
 	return out
-}
-
-// namesRoutes serves the name directory's control API.
-func (n *Node) namesRoutes(mux *http.ServeMux, v string) {
-	mux.HandleFunc("GET "+v+"/names", func(w http.ResponseWriter, r *http.Request) {
-		own, err := n.OwnNames(r.Context())
-		if err != nil {
-			writeErr(w, statusOf(err), err)
-			return
-		}
-		writeJSON(w, http.StatusOK, own)
-	})
-	mux.HandleFunc("POST "+v+"/names", func(w http.ResponseWriter, r *http.Request) {
-		var req control.NameRequest
-		if !decodeBody(w, r, &req) {
-			return
-		}
-		on, err := n.RegisterName(r.Context(), req.Name)
-		if err != nil {
-			writeErr(w, statusOf(err), err)
-			return
-		}
-		writeJSON(w, http.StatusOK, on)
-	})
-	mux.HandleFunc("DELETE "+v+"/names/{name}", func(w http.ResponseWriter, r *http.Request) {
-		on, err := n.ReleaseName(r.Context(), r.PathValue("name"))
-		if err != nil {
-			writeErr(w, statusOf(err), err)
-			return
-		}
-		writeJSON(w, http.StatusOK, on)
-	})
-	mux.HandleFunc("GET "+v+"/directory/{name}", func(w http.ResponseWriter, r *http.Request) {
-		res, err := n.LookupName(r.Context(), r.PathValue("name"))
-		if err != nil {
-			writeErr(w, statusOf(err), err)
-			return
-		}
-		writeJSON(w, http.StatusOK, res)
-	})
 }
 
 // resolveContactName fills c from directory name dn for `contacts add

@@ -49,6 +49,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/natterim/natter/internal/dirlock"
+	"github.com/natterim/natter/node/api"
 	"github.com/natterim/natter/node/core"
 	"github.com/natterim/natter/node/store"
 	rdvproto "github.com/natterim/natter/protocols/rendezvous"
@@ -110,7 +111,7 @@ type Node struct {
 	svcs  []interface{ Close() }
 	ready chan struct{} // closed once hole punching is armed (or we gave up waiting)
 
-	api *apiServer
+	api *api.Server
 
 	ctx       context.Context
 	cancel    context.CancelFunc
@@ -253,7 +254,7 @@ func (n *Node) Close() error {
 		n.cancel()
 		var errs []error
 		if n.api != nil {
-			errs = append(errs, n.api.close())
+			errs = append(errs, n.api.Close())
 		}
 		// Tell rendezvous servers we are leaving so that contacts see us
 		// offline at once rather than after a heartbeat timeout.

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"image"
-	"net/http"
 	"strings"
 	"sync"
 	"time"
@@ -29,10 +28,6 @@ import (
 // copy is older fetches the profile. Contacts' profiles are cached in the
 // same table and only ever move forward (SaveContactProfile); everything
 // fetched is validated first (profile.Fetch), avatar included.
-
-// maxProfileBody bounds POST /v1/profile: an avatar file of
-// profile.MaxInputBytes in base64, and room for the rest.
-const maxProfileBody = (profile.MaxInputBytes+2)/3*4 + 64<<10
 
 // profiles tracks fetches of contacts' profiles.
 type profiles struct {
@@ -235,37 +230,4 @@ func toAPIProfile(id peer.ID, contactName string, p store.Profile) control.Profi
 		out.UpdatedAt = time.Time{}
 	}
 	return out
-}
-
-// profileRoutes serves the profile control API.
-func (n *Node) profileRoutes(mux *http.ServeMux, v string) {
-	mux.HandleFunc("GET "+v+"/profile", func(w http.ResponseWriter, r *http.Request) {
-		p, err := n.OwnProfile(r.Context())
-		if err != nil {
-			writeErr(w, statusOf(err), err)
-			return
-		}
-		writeJSON(w, http.StatusOK, p)
-	})
-	mux.HandleFunc("POST "+v+"/profile", func(w http.ResponseWriter, r *http.Request) {
-		var req control.ProfileRequest
-		if !decodeBodyMax(w, r, &req, maxProfileBody) {
-			return
-		}
-		n.touch()
-		p, err := n.SetProfile(r.Context(), req)
-		if err != nil {
-			writeErr(w, statusOf(err), err)
-			return
-		}
-		writeJSON(w, http.StatusOK, p)
-	})
-	mux.HandleFunc("GET "+v+"/contacts/{ref}/profile", func(w http.ResponseWriter, r *http.Request) {
-		p, err := n.ContactProfile(r.Context(), r.PathValue("ref"))
-		if err != nil {
-			writeErr(w, statusOf(err), err)
-			return
-		}
-		writeJSON(w, http.StatusOK, p)
-	})
 }
