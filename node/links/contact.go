@@ -1,12 +1,9 @@
-package node
+package links
 
 import (
-	"bytes"
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
-	"io"
 	"sync"
 	"time"
 
@@ -15,12 +12,10 @@ import (
 	"github.com/libp2p/go-libp2p/core/peerstore"
 	"github.com/libp2p/go-libp2p/p2p/net/swarm"
 	"github.com/libp2p/go-libp2p/p2p/protocol/holepunch"
-	"github.com/libp2p/go-libp2p/p2p/protocol/ping"
 	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/natterim/natter/node/control"
 	"github.com/natterim/natter/node/core"
-	"github.com/natterim/natter/node/store"
 	rdvproto "github.com/natterim/natter/protocols/rendezvous"
 )
 
@@ -36,31 +31,6 @@ const (
 
 var errNoAddrs = errors.New("not found on any rendezvous server or in the DHT (offline?)")
 
-// contactLinks are the node's links with its contacts, one per contact.
-type contactLinks struct {
-	mu sync.Mutex
-	m  map[peer.ID]*contactLink
-}
-
-func newContactLinks() *contactLinks { return &contactLinks{m: map[peer.ID]*contactLink{}} }
-
-func (cl *contactLinks) get(p peer.ID) *contactLink {
-	cl.mu.Lock()
-	defer cl.mu.Unlock()
-	return cl.m[p]
-}
-
-// ids lists the contacts that have a link.
-func (cl *contactLinks) ids() []peer.ID {
-	cl.mu.Lock()
-	defer cl.mu.Unlock()
-	ids := make([]peer.ID, 0, len(cl.m))
-	for id := range cl.m {
-		ids = append(ids, id)
-	}
-	return ids
-}
-
 // contactLink is the state of the link with one contact, as status shows
 // it.
 type contactLink struct {
@@ -68,20 +38,11 @@ type contactLink struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 
-	mu      sync.Mutex
-	path    string
+	mu      sync.Mutex // guards the following fields
+	path    core.Path
 	remote  ma.Multiaddr
 	rtt     time.Duration
 	lastErr string
-
-	// Presence the contact pushed (see presence.go); presenceSent is
-	// true once ours reached it over the current connection.
-	presence     string
-	statusMsg    string
-	presenceSet  time.Time
-	presenceSent bool
-	// lastRequest is when our pending friend request was last sent.
-	lastRequest time.Time
 }
 
 func (l *contactLink) setErr(err error) {
@@ -94,79 +55,113 @@ func (l *contactLink) setErr(err error) {
 	}
 }
 
-// startContact starts keeping a link with p. It is a no-op if one runs.
-func (n *Node) startContact(p peer.ID) {
-	n.links.mu.Lock()
-	defer n.links.mu.Unlock()
-	if _, ok := n.links.m[p]; ok || n.ctx.Err() != nil {
+// LinkState is the state of the link with one contact, as its loop last
+// saw it (Path reads the live path).
+type LinkState struct {
+	Path   core.Path
+	Remote ma.Multiaddr // the remote address of the connection Path chose
+	// RTT is the last heartbeat's round trip.
+	RTT time.Duration
+	// LastError is why the link is not up, or its last failure ("" once
+	// direct).
+	LastError string
+}
+
+// StartContact starts keeping a link with p. It is a no-op if one runs or
+// the service is stopping.
+func (s *Service) StartContact(p peer.ID) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.links[p]; ok || s.ctx.Err() != nil {
 		return
 	}
-	ctx, cancel := context.WithCancel(n.ctx)
-	l := &contactLink{id: p, cancel: cancel, done: make(chan struct{}), path: control.PathNone}
-	n.links.m[p] = l
-	n.host.ConnManager().Protect(p, "natter-contact")
-	ob := n.chat.box(p)
-	n.goRun(func(context.Context) {
+	ctx, cancel := context.WithCancel(s.ctx)
+	l := &contactLink{id: p, cancel: cancel, done: make(chan struct{})}
+	s.links[p] = l
+	s.host.ConnManager().Protect(p, "natter-contact")
+	s.goRun(func(context.Context) {
 		defer close(l.done)
-		delivered := make(chan struct{})
-		go func() {
-			defer close(delivered)
-			n.chat.run(ctx, ob)
-		}()
-		n.runContact(ctx, l)
-		<-delivered
+		s.runContact(ctx, l)
 	})
 }
 
-// stopContact stops the link with p and closes our connections to it.
-func (n *Node) stopContact(p peer.ID) {
-	n.links.mu.Lock()
-	l, ok := n.links.m[p]
-	delete(n.links.m, p)
-	n.links.mu.Unlock()
+// StopContact stops the link with p, waits for its goroutine, and closes
+// our connections to p (unless p is a rendezvous server).
+func (s *Service) StopContact(p peer.ID) {
+	s.mu.Lock()
+	l, ok := s.links[p]
+	delete(s.links, p)
+	s.mu.Unlock()
 	if !ok {
 		return
 	}
 	l.cancel()
 	<-l.done
-	n.chat.dropBox(p)
-	n.host.ConnManager().Unprotect(p, "natter-contact")
-	if !n.isRendezvous(p) {
-		_ = n.host.Network().ClosePeer(p)
+	s.host.ConnManager().Unprotect(p, "natter-contact")
+	if !s.IsRendezvous(p) {
+		_ = s.host.Network().ClosePeer(p)
 	}
 }
 
-func (n *Node) isRendezvous(p peer.ID) bool {
-	for _, l := range n.rdvs {
-		if l.info.ID == p {
-			return true
-		}
+// Contacts lists the peers the service keeps a link with.
+func (s *Service) Contacts() []peer.ID {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ids := make([]peer.ID, 0, len(s.links))
+	for id := range s.links {
+		ids = append(ids, id)
 	}
-	return false
+	return ids
+}
+
+// LinkState is the state of the link with p; false if none runs.
+func (s *Service) LinkState(p peer.ID) (LinkState, bool) {
+	l := s.link(p)
+	if l == nil {
+		return LinkState{}, false
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return LinkState{Path: l.path, Remote: l.remote, RTT: l.rtt, LastError: l.lastErr}, true
+}
+
+// SetError records err (nil clears it) as the last error of the link with
+// p, which status shows; a feature whose exchange over the link failed
+// (a friend request refused...) uses it. No-op without a link.
+func (s *Service) SetError(p peer.ID, err error) {
+	if l := s.link(p); l != nil {
+		l.setErr(err)
+	}
+}
+
+func (s *Service) link(p peer.ID) *contactLink {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.links[p]
 }
 
 // runContact keeps the link with one contact up: connect (through the
 // relay if need be), watch the path, heartbeat, and while the link stays
 // relayed retry the hole punch with backoff.
-func (n *Node) runContact(ctx context.Context, l *contactLink) {
+func (s *Service) runContact(ctx context.Context, l *contactLink) {
 	// Dialling before we know our public address makes the peer's hole
 	// punch fail (docs/architecture.md, "The contact link"), so wait until
 	// the node is ready.
 	select {
 	case <-ctx.Done():
 		return
-	case <-n.ready:
+	case <-s.ready:
 	}
 	var (
 		p          = l.id
 		dialBo     = core.NewBackoff(time.Second, time.Minute)
 		nextDial   time.Time // no dial before; zero once a link proved itself
-		directBo   = core.NewBackoff(n.cfg.DirectRetry, n.cfg.DirectRetryMax)
+		directBo   = core.NewBackoff(s.cfg.DirectRetry, s.cfg.DirectRetryMax)
 		nextDirect time.Time
 		punching   = make(chan error, 1)
 		inPunch    bool
 		misses     int
-		hb         = time.NewTicker(n.cfg.Heartbeat)
+		hb         = time.NewTicker(s.cfg.Heartbeat)
 		timer      = time.NewTimer(time.Hour)
 	)
 	defer hb.Stop()
@@ -180,21 +175,21 @@ func (n *Node) runContact(ctx context.Context, l *contactLink) {
 		dialBo.Reset()
 		nextDial = time.Time{}
 	}
-	prev := control.PathNone
+	prev := core.PathNone
 	for ctx.Err() == nil {
-		changed := n.watch.changed(p)
-		path := n.updatePath(ctx, l)
-		if path != prev && path != control.PathNone {
+		changed := s.watch.changed(p)
+		path := s.updatePath(ctx, l)
+		if path != prev && path != core.PathNone {
 			// Measure the new path at once rather than at the next
 			// heartbeat, so status shows its RTT.
-			if rtt, _, err := n.pingPeer(ctx, p); err == nil {
+			if rtt, _, err := s.Ping(ctx, p); err == nil {
 				linkUp(rtt)
 			}
 		}
 		prev = path
 		var wake time.Duration = time.Hour
 		switch path {
-		case control.PathNone:
+		case core.PathNone:
 			misses = 0
 			if wait := time.Until(nextDial); wait > 0 {
 				wake = wait
@@ -204,27 +199,35 @@ func (n *Node) runContact(ctx context.Context, l *contactLink) {
 			// contact closes at once (its gater: we are blocked) must
 			// not be dialled again at once, so the backoff only resets
 			// when a ping over the link has succeeded.
-			err := n.connectContact(ctx, p)
+			err := s.connectContact(ctx, p)
 			nextDial = time.Now().Add(dialBo.Next())
 			if err == nil {
-				nextDirect = time.Now().Add(n.cfg.DirectRetry)
+				nextDirect = time.Now().Add(s.cfg.DirectRetry)
 				continue
 			}
 			if ctx.Err() != nil {
 				return
 			}
 			l.setErr(err)
-			n.log.Debug("contact unreachable", "peer", p.ShortString(), "err", err)
+			s.log.Debug("contact unreachable", "peer", p.ShortString(), "err", err)
 			wake = time.Until(nextDial)
-		case control.PathRelayed:
-			if n.hps.Load() != nil && n.holePunchArmed() && !inPunch && !time.Now().Before(nextDirect) {
+		case core.PathRelayed:
+			// go-libp2p punches once, when a relayed connection opens; for
+			// a retry it has only holepunch.Service.DirectConnect,
+			// documented as "exposed for testing". We use it anyway: no
+			// other API upgrades a relayed link that stays up. It blocks
+			// until the host knows a public address of its own (hence the
+			// armed check) and returns ErrHolePunchActive while
+			// go-libp2p's own attempt runs; TestHolePunchAPI fails if an
+			// upgrade changes either.
+			if s.hps.Load() != nil && s.holePunchArmed() && !inPunch && !time.Now().Before(nextDirect) {
 				inPunch = true
-				n.goRun(func(context.Context) { punching <- n.hps.Load().DirectConnect(p) })
+				s.goRun(func(context.Context) { punching <- s.hps.Load().DirectConnect(p) })
 			}
 			if !inPunch {
 				wake = max(time.Until(nextDirect), 0)
 			}
-		case control.PathDirect:
+		case core.PathDirect:
 			directBo.Reset()
 			l.setErr(nil)
 		}
@@ -236,8 +239,8 @@ func (n *Node) runContact(ctx context.Context, l *contactLink) {
 				// a minute and watches no context (closing the service
 				// does not end it either): closing our connections to the
 				// contact does, and the link is going away anyway.
-				if !n.isRendezvous(p) {
-					_ = n.host.Network().ClosePeer(p)
+				if !s.IsRendezvous(p) {
+					_ = s.host.Network().ClosePeer(p)
 				}
 				<-punching
 			}
@@ -255,21 +258,22 @@ func (n *Node) runContact(ctx context.Context, l *contactLink) {
 			}
 			nextDirect = time.Now().Add(directBo.Next())
 			if err != nil {
-				n.log.Debug("hole punch retry failed", "peer", p.ShortString(), "err", err, "next", time.Until(nextDirect).Round(time.Second))
+				s.log.Debug("hole punch retry failed", "peer", p.ShortString(), "err", err, "next", time.Until(nextDirect).Round(time.Second))
 			}
 		case <-hb.C:
-			if path == control.PathNone {
+			if path == core.PathNone {
 				continue
 			}
-			n.retryRequest(ctx, l)
-			n.retryToken(p)
-			rtt, _, err := n.pingPeer(ctx, p)
+			// The features' tick over a live link (a friend request or
+			// a token to send again), before the ping as ever.
+			s.emit(core.LinkEvent{Peer: p, Change: core.LinkPinged, Path: path})
+			rtt, _, err := s.Ping(ctx, p)
 			if err != nil {
 				misses++
-				if misses >= n.cfg.HeartbeatMisses {
-					n.log.Info("contact link dead, reconnecting", "peer", p.ShortString(), "misses", misses, "err", err)
+				if misses >= s.cfg.HeartbeatMisses {
+					s.log.Info("contact link dead, reconnecting", "peer", p.ShortString(), "misses", misses, "err", err)
 					l.setErr(fmt.Errorf("%d heartbeats missed: %w", misses, err))
-					_ = n.host.Network().ClosePeer(p)
+					_ = s.host.Network().ClosePeer(p)
 					misses = 0
 				}
 				continue
@@ -281,9 +285,10 @@ func (n *Node) runContact(ctx context.Context, l *contactLink) {
 }
 
 // updatePath reads the current path to l's peer from the open connections,
-// records it, and announces changes.
-func (n *Node) updatePath(ctx context.Context, l *contactLink) string {
-	path, c := n.pathTo(l.id)
+// records it, and announces changes: logged, published as a link event
+// for the user, and told to the OnLink subscribers.
+func (s *Service) updatePath(ctx context.Context, l *contactLink) core.Path {
+	path, c := s.Path(l.id)
 	var remote ma.Multiaddr
 	if c != nil {
 		remote = c.RemoteMultiaddr()
@@ -292,80 +297,43 @@ func (n *Node) updatePath(ctx context.Context, l *contactLink) string {
 	old := l.path
 	l.path, l.remote = path, remote
 	l.mu.Unlock()
-	if old != path {
-		name := ""
-		if c, err := n.store.ContactByPeer(ctx, l.id); err == nil {
-			name = c.Name
-		}
-		n.log.Info("contact link", "peer", l.id.ShortString(), "name", name, "path", path, "remote", remote)
-		n.publish(control.Event{Type: control.EventLink, PeerID: l.id.String(), Name: name, Connected: path != control.PathNone, Path: path})
-		switch {
-		case path == control.PathNone:
-			l.resetPresence()
-			n.publish(control.Event{Type: control.EventPresence, PeerID: l.id.String(), Name: name, Presence: control.PresenceOffline})
-		case old == control.PathNone:
-			// A connection opened: tell the contact our presence, or
-			// deliver our friend request; renew its deposit token.
-			l.mu.Lock()
-			l.lastRequest = time.Now()
-			l.mu.Unlock()
-			p := l.id
-			n.goRun(func(ctx context.Context) {
-				n.pushPresence(ctx, p)
-				n.sendRequest(ctx, p)
-				n.pushToken(ctx, p)
-			})
-		}
+	if old == path {
+		return path
 	}
+	name := ""
+	if c, err := s.contacts.ContactByPeer(ctx, l.id); err == nil {
+		name = c.Name
+	}
+	s.log.Info("contact link", "peer", l.id.ShortString(), "name", name, "path", path.String(), "remote", remote)
+	s.pub.Publish(control.Event{Type: control.EventLink, PeerID: l.id.String(), Name: name, Connected: path != core.PathNone, Path: path.String()})
+	s.emit(core.LinkEvent{Peer: l.id, Change: linkChange(old, path), Path: path})
 	return path
 }
 
-// retryRequest sends our pending friend request again if the last one is
-// older than requestRetry (its answer may have been lost).
-func (n *Node) retryRequest(ctx context.Context, l *contactLink) {
-	l.mu.Lock()
-	due := time.Since(l.lastRequest) >= requestRetry
-	if due {
-		l.lastRequest = time.Now()
+// linkChange names the change of a link's path from old to path (they
+// differ).
+func linkChange(old, path core.Path) core.LinkChange {
+	switch {
+	case path == core.PathNone:
+		return core.LinkDown
+	case old == core.PathNone:
+		return core.LinkUp
 	}
-	l.mu.Unlock()
-	if !due {
-		return
-	}
-	if c, err := n.store.ContactByPeer(ctx, l.id); err == nil && c.State == store.StatePendingOut {
-		p := l.id
-		n.goRun(func(ctx context.Context) { n.sendRequest(ctx, p) })
-	}
-}
-
-// pathTo names the best connection to p: direct if any connection is
-// neither relayed nor limited, relayed if only relayed ones are open.
-func (n *Node) pathTo(p peer.ID) (string, network.Conn) {
-	var relayed network.Conn
-	for _, c := range n.host.Network().ConnsToPeer(p) {
-		if c.IsClosed() {
-			continue
-		}
-		if isCircuit(c.RemoteMultiaddr()) || c.Stat().Limited {
-			relayed = c
-			continue
-		}
-		return control.PathDirect, c
-	}
-	if relayed != nil {
-		return control.PathRelayed, relayed
-	}
-	return control.PathNone, nil
+	return core.LinkPathChanged
 }
 
 // connectContact finds p's addresses and connects, through a relay if that
 // is the only way. DCUtR then upgrades a relayed link by itself.
-func (n *Node) connectContact(ctx context.Context, p peer.ID) error {
-	if err := n.findContact(ctx, p); err != nil {
+func (s *Service) connectContact(ctx context.Context, p peer.ID) error {
+	if err := s.findContact(ctx, p); err != nil {
 		return err
 	}
-	if sw, ok := n.host.Network().(*swarm.Swarm); ok {
-		sw.Backoff().Clear(p) // we pace our own retries
+	// We pace our own retries (dialBo in runContact); the swarm's dial
+	// backoff would refuse a dial we decided to make, and go-libp2p
+	// offers no way to clear it but on the *swarm.Swarm itself (the
+	// host's Network; TestHostNetworkIsSwarm fails if that changes).
+	if sw, ok := s.host.Network().(*swarm.Swarm); ok {
+		sw.Backoff().Clear(p)
 	}
 	dctx, cancel := context.WithTimeout(ctx, contactDialTimeout)
 	defer cancel()
@@ -374,8 +342,8 @@ func (n *Node) connectContact(ctx context.Context, p peer.ID) error {
 	// connection, and its heartbeats run, at once.
 	go func() {
 		for dctx.Err() == nil {
-			changed := n.watch.changed(p)
-			if path, _ := n.pathTo(p); path != control.PathNone {
+			changed := s.watch.changed(p)
+			if path, _ := s.Path(p); path != core.PathNone {
 				cancel()
 				return
 			}
@@ -385,8 +353,8 @@ func (n *Node) connectContact(ctx context.Context, p peer.ID) error {
 			}
 		}
 	}()
-	err := n.host.Connect(network.WithAllowLimitedConn(dctx, "natter-contact"), peer.AddrInfo{ID: p})
-	if path, _ := n.pathTo(p); path != control.PathNone {
+	err := s.host.Connect(network.WithAllowLimitedConn(dctx, "natter-contact"), peer.AddrInfo{ID: p})
+	if path, _ := s.Path(p); path != core.PathNone {
 		return nil
 	}
 	if err != nil {
@@ -399,145 +367,53 @@ func (n *Node) connectContact(ctx context.Context, p peer.ID) error {
 // registration on each rendezvous server we are connected to, relay
 // addresses through the servers its invite named, and as a last resort the
 // DHT.
-func (n *Node) findContact(ctx context.Context, p peer.ID) error {
+func (s *Service) findContact(ctx context.Context, p peer.ID) error {
 	lctx, cancel := context.WithTimeout(ctx, contactLookupTimeout)
 	defer cancel()
 	found := false
 	var lastErr error
-	for _, l := range n.rdvs {
+	for _, l := range s.rdvs {
 		if !l.isConnected() {
 			continue
 		}
-		ai, err := n.rdvc.Lookup(lctx, l.info.ID, p)
+		ai, err := s.rdvc.Lookup(lctx, l.info.ID, p)
 		if err != nil {
 			if !errors.Is(err, rdvproto.ErrNotFound) {
 				lastErr = err
 			}
 			continue
 		}
-		n.host.Peerstore().AddAddrs(p, ai.Addrs, n.cfg.RegistrationTTL)
+		s.host.Peerstore().AddAddrs(p, ai.Addrs, s.cfg.RegistrationTTL)
 		found = found || len(ai.Addrs) > 0
 	}
 	if found {
 		return nil
 	}
-	if c, err := n.store.ContactByPeer(ctx, p); err == nil {
+	if c, err := s.contacts.ContactByPeer(ctx, p); err == nil {
 		circuit := ma.StringCast("/p2p-circuit/p2p/" + p.String())
 		for _, a := range c.Rendezvous {
 			if _, err := peer.IDFromP2PAddr(a); err != nil {
 				continue
 			}
-			n.host.Peerstore().AddAddr(p, a.Encapsulate(circuit), peerstore.TempAddrTTL)
+			s.host.Peerstore().AddAddr(p, a.Encapsulate(circuit), peerstore.TempAddrTTL)
 			found = true
 		}
 	}
-	if !found && n.dht != nil {
-		ai, err := n.dht.FindPeer(lctx, p)
+	if !found && s.dht != nil {
+		ai, err := s.dht.FindPeer(lctx, p)
 		if err == nil && len(ai.Addrs) > 0 {
-			n.host.Peerstore().AddAddrs(p, ai.Addrs, peerstore.TempAddrTTL)
+			s.host.Peerstore().AddAddrs(p, ai.Addrs, peerstore.TempAddrTTL)
 			return nil
 		}
 		if err != nil {
 			lastErr = err
 		}
 	}
-	if found || len(n.host.Peerstore().Addrs(p)) > 0 {
+	if found || len(s.host.Peerstore().Addrs(p)) > 0 {
 		return nil
 	}
 	if lastErr != nil {
 		return fmt.Errorf("%w: %v", errNoAddrs, lastErr)
 	}
 	return errNoAddrs
-}
-
-// pingPeer measures one round trip over the connection libp2p picks for a
-// new stream (the direct one when there is one) and returns that
-// connection.
-func (n *Node) pingPeer(ctx context.Context, p peer.ID) (time.Duration, network.Conn, error) {
-	pctx, cancel := context.WithTimeout(ctx, n.pingTimeout())
-	defer cancel()
-	s, err := n.host.NewStream(network.WithNoDial(network.WithAllowLimitedConn(pctx, "ping"), "ping"), p, ping.ID)
-	if err != nil {
-		return 0, nil, err
-	}
-	defer s.Close()
-	if dl, ok := pctx.Deadline(); ok {
-		_ = s.SetDeadline(dl)
-	}
-	buf := make([]byte, ping.PingSize)
-	if _, err := rand.Read(buf); err != nil {
-		s.Reset()
-		return 0, nil, err
-	}
-	start := time.Now()
-	if _, err := s.Write(buf); err != nil {
-		s.Reset()
-		return 0, nil, err
-	}
-	got := make([]byte, ping.PingSize)
-	if _, err := io.ReadFull(s, got); err != nil {
-		s.Reset()
-		return 0, nil, err
-	}
-	rtt := time.Since(start)
-	if !bytes.Equal(buf, got) {
-		s.Reset()
-		return 0, nil, errors.New("ping: wrong echo")
-	}
-	n.host.Peerstore().RecordLatency(p, rtt)
-	return rtt, s.Conn(), nil
-}
-
-// pingTimeout bounds one heartbeat: half the interval, at most 5 s. A
-// contact whose node died is offline after at most
-// heartbeat*heartbeat_misses + pingTimeout.
-func (n *Node) pingTimeout() time.Duration { return min(n.cfg.Heartbeat/2, 5*time.Second) }
-
-// contactStatus is the status of every contact's link.
-func (n *Node) contactStatus(ctx context.Context) ([]control.ContactStatus, error) {
-	cs, err := n.store.Contacts(ctx)
-	if err != nil {
-		return nil, err
-	}
-	unread, err := n.store.Unread(ctx)
-	if err != nil {
-		return nil, err
-	}
-	queued, err := n.store.Queued(ctx)
-	if err != nil {
-		return nil, err
-	}
-	warnings := n.nameWarnings(ctx)
-	out := make([]control.ContactStatus, 0, len(cs))
-	for _, c := range cs {
-		st := control.ContactStatus{PeerID: c.PeerID.String(), Name: c.Name, State: string(c.State), Path: control.PathNone, Warning: warnings[c.PeerID]}
-		path, conn := n.pathTo(c.PeerID)
-		st.Path = path
-		st.Connected = path != control.PathNone
-		if conn != nil {
-			st.RemoteAddr = conn.RemoteMultiaddr().String()
-			st.Transport = transportName(conn.RemoteMultiaddr())
-			if path == control.PathDirect {
-				// Read off the connection itself, so that it agrees with
-				// path even before the link's loop has noticed the change.
-				st.DirectSince = conn.Stat().Opened
-			}
-		}
-		st.Presence = control.PresenceOffline
-		if l := n.links.get(c.PeerID); l != nil {
-			l.mu.Lock()
-			st.RTTMillis = millis(l.rtt)
-			st.LastError = l.lastErr
-			if c.State == store.StateAccepted {
-				st.Presence, st.StatusMessage = l.presenceLocked(st.Connected)
-			}
-			l.mu.Unlock()
-		}
-		if !st.Connected {
-			st.RTTMillis = 0
-		}
-		st.Unread, st.Queued = unread[c.PeerID], queued[c.PeerID]
-		out = append(out, st)
-	}
-	return out, nil
 }

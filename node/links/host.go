@@ -1,22 +1,21 @@
-package node
+package links
 
 import (
 	"context"
 	"fmt"
 	"slices"
-	"sync"
 	"sync/atomic"
 
 	"github.com/libp2p/go-libp2p"
 	dht "github.com/libp2p/go-libp2p-kad-dht"
+	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/event"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
-	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/peerstore"
 	basichost "github.com/libp2p/go-libp2p/p2p/host/basic"
 	"github.com/libp2p/go-libp2p/p2p/host/eventbus"
 	"github.com/libp2p/go-libp2p/p2p/net/connmgr"
-	"github.com/libp2p/go-libp2p/p2p/net/swarm"
 	"github.com/libp2p/go-libp2p/p2p/protocol/holepunch"
 	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
@@ -32,139 +31,78 @@ type natWatch struct {
 	mgr     atomic.Pointer[basichost.NATManager]
 }
 
-func (n *Node) newHost(rdvs []peer.AddrInfo, reg prometheus.Registerer) (host.Host, error) {
+func (s *Service) newHost(key crypto.PrivKey, reg prometheus.Registerer) (host.Host, error) {
 	// Addresses of rendezvous servers, without /p2p, so the dial ranker
 	// can recognise dials to them (see dialPlan).
-	n.plan = newDialPlan(rdvs)
+	s.plan = newDialPlan(s.cfg.Rendezvous)
 	cm, err := connmgr.NewConnManager(100, 400)
 	if err != nil {
 		return nil, fmt.Errorf("connection manager: %w", err)
 	}
 	opts := []libp2p.Option{
-		libp2p.Identity(n.key),
-		libp2p.ListenAddrs(n.cfg.listenAddrs()...),
-		libp2p.UserAgent("natter/" + Version),
+		libp2p.Identity(key),
+		libp2p.ListenAddrs(s.cfg.Listen...),
+		libp2p.UserAgent(s.cfg.UserAgent),
 		libp2p.ConnectionManager(cm),
-		libp2p.ConnectionGater(n.gater),
-		libp2p.EnableRelay(), // circuit v2 client: dial and accept relayed links
-		libp2p.AddrsFactory(n.addrsFactory),
-		libp2p.DialRanker(n.plan.rank),
+		libp2p.ConnectionGater(s.gater),
+		// Circuit v2 client: dial and accept relayed links. We take our
+		// relay reservations ourselves (rendezvous.go) rather than with
+		// EnableAutoRelayWithStaticRelays: autorelay reserves only while
+		// AutoNAT says we are private and on as few relays as it needs,
+		// gives no per-server status or error, and cannot tell us when a
+		// slot changes so that we re-register at once; we want a slot on
+		// every configured server from the first second, renewed on our
+		// schedule, and its state shown in status.
+		libp2p.EnableRelay(),
+		libp2p.AddrsFactory(s.addrsFactory),
+		libp2p.DialRanker(s.plan.rank),
 		libp2p.PrometheusRegisterer(reg),
 		libp2p.Ping(true),
 	}
-	if slices.Contains(n.cfg.Transports, "tcp") {
+	if slices.Contains(s.cfg.Transports, "tcp") {
 		opts = append(opts, libp2p.Transport(tcp.NewTCPTransport))
 	}
-	if slices.Contains(n.cfg.Transports, "quic") {
+	if slices.Contains(s.cfg.Transports, "quic") {
 		opts = append(opts, libp2p.Transport(quic.NewTransport))
 	}
-	if n.cfg.HolePunching {
+	if s.cfg.HolePunching {
 		// The option hands us the service so that links can retry a hole
 		// punch while they stay relayed (go-libp2p only punches once, when
 		// the relayed connection opens).
-		opts = append(opts, libp2p.EnableHolePunching(func(s *holepunch.Service) error {
-			n.hps.Store(s)
+		opts = append(opts, libp2p.EnableHolePunching(func(hs *holepunch.Service) error {
+			s.hps.Store(hs)
 			return nil
 		}))
 	}
-	n.nat = &natWatch{enabled: n.cfg.NATPortMap}
-	if n.cfg.NATPortMap {
+	s.nat = &natWatch{enabled: s.cfg.NATPortMap}
+	if s.cfg.NATPortMap {
 		opts = append(opts, libp2p.NATManager(func(nw network.Network) basichost.NATManager {
 			m := basichost.NewNATManager(nw)
-			n.nat.mgr.Store(&m)
+			s.nat.mgr.Store(&m)
 			return m
 		}))
 	}
 	h, err := libp2p.New(opts...)
 	if err != nil {
-		return nil, fmt.Errorf("start libp2p host (is a listen port in use? listen=%v): %w", n.cfg.Listen, err)
+		return nil, fmt.Errorf("start libp2p host (is a listen port in use? listen=%v): %w", s.cfg.Listen, err)
 	}
-	if err := n.checkListening(h); err != nil {
-		h.Close()
+	if err := s.checkListening(h); err != nil {
+		_ = h.Close()
 		return nil, err
 	}
-	for _, ai := range rdvs {
+	for _, ai := range s.cfg.Rendezvous {
 		// Server addresses from config are pinned: never expire them.
-		h.Peerstore().AddAddrs(ai.ID, ai.Addrs, 1<<62)
+		h.Peerstore().AddAddrs(ai.ID, ai.Addrs, peerstore.PermanentAddrTTL)
 		h.ConnManager().Protect(ai.ID, "natter-rendezvous")
 	}
 	return h, nil
 }
 
-// dialPlan is the node's dial ranker. It exists because we want two
-// connections to each rendezvous server, one per transport: the NAT then
-// has a mapping, and identify an observed address, for TCP and for QUIC,
-// and DCUtR can punch either. go-libp2p keeps one dial per peer and cancels
-// the remaining attempts as soon as the first connection is up, unless
-// another dial request to the same peer is still waiting for *its*
-// addresses; a request's addresses are what the ranker returns for it. So
-// the rendezvous link issues one Connect per transport at once, after
-// queueing the transports here (expect); the ranker hands each request the
-// addresses of one transport.
-//
-// Contacts with relay addresses are dialled on every address at once (no
-// 500 ms relay delay): DCUtR makes the link direct right after, faster
-// than a direct dial to a NATed address that is bound to time out. Every
-// other peer gets libp2p's default ranking.
-type dialPlan struct {
-	rdv map[string]peer.ID // rendezvous address bytes -> server
-
-	mu      sync.Mutex
-	pending map[peer.ID][]string // transports still to hand out, per server
-}
-
-func newDialPlan(rdvs []peer.AddrInfo) *dialPlan {
-	p := &dialPlan{rdv: map[string]peer.ID{}, pending: map[peer.ID][]string{}}
-	for _, ai := range rdvs {
-		for _, a := range ai.Addrs {
-			p.rdv[string(a.Bytes())] = ai.ID
-		}
-	}
-	return p
-}
-
-// expect queues one dial request per transport to server.
-func (p *dialPlan) expect(server peer.ID, transports []string) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.pending[server] = append(p.pending[server][:0], transports...)
-}
-
-func (p *dialPlan) rank(addrs []ma.Multiaddr) []network.AddrDelay {
-	for _, a := range addrs {
-		if server, ok := p.rdv[string(a.Bytes())]; ok {
-			return swarm.NoDelayDialRanker(p.take(server, addrs))
-		}
-	}
-	if slices.ContainsFunc(addrs, isCircuit) {
-		return swarm.NoDelayDialRanker(addrs)
-	}
-	return swarm.DefaultDialRanker(addrs)
-}
-
-// take returns the addresses of the next queued transport for server, or
-// all of them when none is queued (or none matches).
-func (p *dialPlan) take(server peer.ID, addrs []ma.Multiaddr) []ma.Multiaddr {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	q := p.pending[server]
-	if len(q) == 0 {
-		return addrs
-	}
-	t := q[0]
-	p.pending[server] = q[1:]
-	only := slices.DeleteFunc(slices.Clone(addrs), func(a ma.Multiaddr) bool { return transportName(a) != t })
-	if len(only) == 0 {
-		return addrs
-	}
-	return only
-}
-
 // addrsFactory adds our relay addresses (one per reservation) to what the
 // host advertises, so that identify, the DHT and our registrations carry a
 // way to reach us from behind the NAT.
-func (n *Node) addrsFactory(addrs []ma.Multiaddr) []ma.Multiaddr {
-	for _, l := range n.rdvs {
+func (s *Service) addrsFactory(addrs []ma.Multiaddr) []ma.Multiaddr {
+	for _, l := range s.rdvs {
 		addrs = append(addrs, l.circuitAddrs()...)
 	}
 	return addrs
@@ -172,15 +110,15 @@ func (n *Node) addrsFactory(addrs []ma.Multiaddr) []ma.Multiaddr {
 
 // advertisedAddrs are the addresses we register: the host's addresses
 // (listen, mapped, observed, relay), minus loopback.
-func (n *Node) advertisedAddrs() []ma.Multiaddr {
-	return slices.DeleteFunc(n.host.Addrs(), func(a ma.Multiaddr) bool { return manet.IsIPLoopback(a) })
+func (s *Service) advertisedAddrs() []ma.Multiaddr {
+	return slices.DeleteFunc(s.host.Addrs(), func(a ma.Multiaddr) bool { return manet.IsIPLoopback(a) })
 }
 
-func (n *Node) newDHT(rdvs []peer.AddrInfo) (*dht.IpfsDHT, error) {
-	d, err := dht.New(n.host,
+func (s *Service) newDHT() (*dht.IpfsDHT, error) {
+	d, err := dht.New(s.host,
 		dht.Mode(dht.ModeClient),
 		dht.ProtocolPrefix("/natter"), // our own DHT, never the public IPFS one
-		dht.BootstrapPeers(rdvs...),
+		dht.BootstrapPeers(s.cfg.Rendezvous...),
 		dht.DisableProviders(),
 		dht.DisableValues(),
 	)
@@ -192,21 +130,22 @@ func (n *Node) newDHT(rdvs []peer.AddrInfo) (*dht.IpfsDHT, error) {
 
 // holePunchArmed reports whether the DCUtR handler is registered, which
 // go-libp2p does once the host knows a public address of its own.
-func (n *Node) holePunchArmed() bool {
-	return slices.Contains(n.host.Mux().Protocols(), holepunch.Protocol)
+func (s *Service) holePunchArmed() bool {
+	return slices.Contains(s.host.Mux().Protocols(), holepunch.Protocol)
 }
 
-// natStatus reports UPnP/NAT-PMP state.
-func (n *Node) natStatus() (found bool, mapped []ma.Multiaddr) {
-	if n.nat == nil || !n.nat.enabled {
+// NATStatus reports UPnP/NAT-PMP state: whether a gateway was found and
+// the external addresses it mapped for our listen addresses.
+func (s *Service) NATStatus() (found bool, mapped []ma.Multiaddr) {
+	if s.nat == nil || !s.nat.enabled {
 		return false, nil
 	}
-	mp := n.nat.mgr.Load()
+	mp := s.nat.mgr.Load()
 	if mp == nil {
 		return false, nil
 	}
 	m := *mp
-	for _, a := range n.host.Network().ListenAddresses() {
+	for _, a := range s.host.Network().ListenAddresses() {
 		if ext := m.GetMapping(a); ext != nil {
 			mapped = append(mapped, ext)
 		}
@@ -214,42 +153,12 @@ func (n *Node) natStatus() (found bool, mapped []ma.Multiaddr) {
 	return m.HasDiscoveredNAT(), mapped
 }
 
-// connWatch lets goroutines wait for the next connectedness change of a
-// peer without each subscribing to the event bus.
-type connWatch struct {
-	mu      sync.Mutex
-	waiters map[peer.ID]chan struct{}
-}
-
-func newConnWatch() *connWatch { return &connWatch{waiters: map[peer.ID]chan struct{}{}} }
-
-// changed returns a channel closed at the next connection event of p.
-func (w *connWatch) changed(p peer.ID) <-chan struct{} {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	ch, ok := w.waiters[p]
-	if !ok {
-		ch = make(chan struct{})
-		w.waiters[p] = ch
-	}
-	return ch
-}
-
-func (w *connWatch) fire(p peer.ID) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if ch, ok := w.waiters[p]; ok {
-		close(ch)
-		delete(w.waiters, p)
-	}
-}
-
 // startEventLoop follows the host's events: connection changes wake the
 // links watching that peer; identify results give us our observed address;
 // address changes trigger re-registration; reachability changes are kept
 // for status.
-func (n *Node) startEventLoop() error {
-	sub, err := n.host.EventBus().Subscribe([]any{
+func (s *Service) startEventLoop() error {
+	sub, err := s.host.EventBus().Subscribe([]any{
 		new(event.EvtPeerConnectednessChanged),
 		new(event.EvtPeerIdentificationCompleted),
 		new(event.EvtLocalReachabilityChanged),
@@ -262,13 +171,13 @@ func (n *Node) startEventLoop() error {
 	// relayed link replaced by a direct one) do not change connectedness,
 	// so links also need the network's notifications.
 	nb := &network.NotifyBundle{
-		ConnectedF:    func(_ network.Network, c network.Conn) { n.watch.fire(c.RemotePeer()) },
-		DisconnectedF: func(_ network.Network, c network.Conn) { n.watch.fire(c.RemotePeer()) },
+		ConnectedF:    func(_ network.Network, c network.Conn) { s.watch.fire(c.RemotePeer()) },
+		DisconnectedF: func(_ network.Network, c network.Conn) { s.watch.fire(c.RemotePeer()) },
 	}
-	n.host.Network().Notify(nb)
-	n.goRun(func(ctx context.Context) {
+	s.host.Network().Notify(nb)
+	s.goRun(func(ctx context.Context) {
 		defer sub.Close()
-		defer n.host.Network().StopNotify(nb)
+		defer s.host.Network().StopNotify(nb)
 		for {
 			select {
 			case <-ctx.Done():
@@ -279,18 +188,18 @@ func (n *Node) startEventLoop() error {
 				}
 				switch e := e.(type) {
 				case event.EvtPeerConnectednessChanged:
-					n.watch.fire(e.Peer)
+					s.watch.fire(e.Peer)
 				case event.EvtPeerIdentificationCompleted:
-					n.onIdentified(e)
+					s.onIdentified(e)
 				case event.EvtLocalAddressesUpdated:
 					// Our registrations carry our addresses: refresh them
 					// (e.g. once identify tells us our public address).
-					for _, l := range n.rdvs {
+					for _, l := range s.rdvs {
 						l.signalAddrsChanged()
 					}
 				case event.EvtLocalReachabilityChanged:
-					n.reachability.Store(int32(e.Reachability))
-					n.log.Info("reachability changed", "reachability", e.Reachability.String())
+					s.reachability.Store(int32(e.Reachability))
+					s.log.Info("reachability changed", "reachability", e.Reachability.String())
 				}
 			}
 		}
@@ -298,44 +207,33 @@ func (n *Node) startEventLoop() error {
 	return nil
 }
 
-func (n *Node) onIdentified(e event.EvtPeerIdentificationCompleted) {
-	for _, l := range n.rdvs {
+func (s *Service) onIdentified(e event.EvtPeerIdentificationCompleted) {
+	for _, l := range s.rdvs {
 		if l.info.ID == e.Peer && e.ObservedAddr != nil {
 			l.setObserved(e.Conn.RemoteMultiaddr(), e.ObservedAddr)
 		}
 	}
-	n.watch.fire(e.Peer)
-}
-
-// reachabilityString names the AutoNAT verdict.
-func reachabilityString(r network.Reachability) string {
-	switch r {
-	case network.ReachabilityPublic:
-		return "public"
-	case network.ReachabilityPrivate:
-		return "private"
-	}
-	return "unknown"
+	s.watch.fire(e.Peer)
 }
 
 // checkListening fails if a listen address with a fixed port could not be
 // bound: libp2p starts as long as any address binds, which would hide a
 // port in use. IPv6 addresses only warn (hosts without IPv6 are common).
-func (n *Node) checkListening(h host.Host) error {
+func (s *Service) checkListening(h host.Host) error {
 	have := h.Network().ListenAddresses()
-	for _, want := range n.cfg.listenAddrs() {
+	for _, want := range s.cfg.Listen {
 		port, err := listenPort(want)
 		if err != nil || port == "0" {
 			continue
 		}
 		if slices.ContainsFunc(have, func(a ma.Multiaddr) bool {
 			p, err := listenPort(a)
-			return err == nil && p == port && transportName(a) == transportName(want)
+			return err == nil && p == port && Transport(a) == Transport(want)
 		}) {
 			continue
 		}
 		if _, err := want.ValueForProtocol(ma.P_IP6); err == nil {
-			n.log.Warn("could not listen on an IPv6 address; continuing without it", "addr", want.String())
+			s.log.Warn("could not listen on an IPv6 address; continuing without it", "addr", want.String())
 			continue
 		}
 		return fmt.Errorf("listen %s: could not bind it (is the port in use by another program?)", want)
