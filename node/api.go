@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/natterim/natter/node/control"
@@ -23,16 +22,16 @@ func (n *Node) Status(ctx context.Context) (control.Status, error) {
 	if err != nil {
 		return control.Status{}, err
 	}
-	found, mapped := n.natStatus()
+	found, mapped := n.p2p.NATStatus()
 	st := control.Status{
 		PeerID:        n.host.ID().String(),
 		Name:          name,
 		Version:       Version,
-		Reachability:  reachabilityString(network.Reachability(n.reachability.Load())),
+		Reachability:  reachabilityString(n.p2p.Reachability()),
 		NATMapping:    control.NATMapping{Enabled: n.cfg.NATPortMap, Found: found, Mapped: strs(mapped)},
 		ListenAddrs:   strs(n.host.Network().ListenAddresses()),
-		ObservedAddrs: n.observedAddrs(),
-		Rendezvous:    n.rendezvousStatus(),
+		ObservedAddrs: n.p2p.ObservedAddrs(),
+		Rendezvous:    n.p2p.RendezvousStatus(),
 		StartedAt:     n.startedAt,
 	}
 	n.self.mu.Lock()
@@ -164,7 +163,7 @@ func (n *Node) Ping(ctx context.Context, ref string) (control.PingResult, error)
 	if path, _ := n.pathTo(c.PeerID); path == control.PathNone {
 		return res, core.Unavailable(fmt.Errorf("%s is not connected (see: natter status)", c.Label()))
 	}
-	rtt, conn, err := n.pingPeer(ctx, c.PeerID)
+	rtt, conn, err := n.p2p.Ping(ctx, c.PeerID)
 	if err != nil {
 		return res, core.Unavailable(fmt.Errorf("ping %s: %w", c.Label(), err))
 	}

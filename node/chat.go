@@ -238,7 +238,7 @@ func (c *chatter) run(ctx context.Context, ob *outbox) {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for ctx.Err() == nil {
-		changed := c.n.watch.changed(ob.peer)
+		changed := c.n.p2p.Changed(ob.peer)
 		wait := time.Hour
 		if path, _ := c.n.pathTo(ob.peer); path != control.PathNone && c.hasWork(ctx, ob) {
 			err := c.deliver(ctx, ob)
@@ -329,7 +329,7 @@ func (c *chatter) deliver(ctx context.Context, ob *outbox) error {
 		flight   []inFlight
 		more     = true // the outbox may hold messages after cursor
 		draining bool   // a direct link appeared: finish and reopen
-		changed  = c.n.watch.changed(p)
+		changed  = c.n.p2p.Changed(p)
 		idle     = time.NewTimer(chatIdle)
 	)
 	defer idle.Stop()
@@ -413,7 +413,7 @@ func (c *chatter) deliver(ctx context.Context, ob *outbox) error {
 			}
 			idle.Reset(chatIdle)
 		case <-changed:
-			changed = c.n.watch.changed(p)
+			changed = c.n.p2p.Changed(p)
 			if via == control.PathRelayed {
 				if path, _ := c.n.pathTo(p); path == control.PathDirect {
 					c.n.log.Debug("chat stream moving to the direct link", "peer", p.ShortString())

@@ -360,7 +360,7 @@ func (m *fileMgr) run(ctx context.Context, id chat.MsgID, kick <-chan struct{}) 
 		if err != nil || t.Outgoing || store.FinalState(t.State) || t.State == store.TransferOffered {
 			return
 		}
-		changed := m.n.watch.changed(t.Peer)
+		changed := m.n.p2p.Changed(t.Peer)
 		before := t.DoneBytes
 		nx := m.attempt(ctx, &t, &bad, bo)
 		if nx.stop || ctx.Err() != nil {

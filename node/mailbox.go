@@ -122,8 +122,8 @@ func (n *Node) startMailbox(reg prometheus.Registerer) {
 	m.received = wire.SharedCounterVec(reg, m.received)
 	n.svcs = append(n.svcs, mailbox.NewTokenService(n.host, tokenReceiver{n}, mailbox.WithLogger(n.log), mailbox.WithMetrics(n.metrics)))
 	n.goRun(m.depositLoop)
-	for _, l := range n.rdvs {
-		n.goRun(func(ctx context.Context) { m.serverLoop(ctx, l.info.ID) })
+	for _, ai := range n.p2p.Rendezvous() {
+		n.goRun(func(ctx context.Context) { m.serverLoop(ctx, ai.ID) })
 	}
 }
 
@@ -333,22 +333,22 @@ func (m *mailer) candidates(ctx context.Context, p peer.ID) []mailServerInfo {
 	m.mu.Lock()
 	last := m.contact(p).server
 	m.mu.Unlock()
-	for _, l := range m.n.rdvs {
-		if m.n.host.Network().Connectedness(l.info.ID) != network.Connected {
+	for _, info := range m.n.p2p.Rendezvous() {
+		if m.n.host.Network().Connectedness(info.ID) != network.Connected {
 			continue
 		}
-		si := mailServerInfo{ai: l.info, ours: true}
+		si := mailServerInfo{ai: info, ours: true}
 		switch {
-		case l.info.ID == last:
+		case info.ID == last:
 			first = append(first, si)
-		case inInvite(l.info.ID):
+		case inInvite(info.ID):
 			second = append(second, si)
 		default:
 			third = append(third, si)
 		}
 	}
 	for _, ai := range invited {
-		if m.n.isRendezvous(ai.ID) {
+		if m.n.p2p.IsRendezvous(ai.ID) {
 			continue
 		}
 		si := mailServerInfo{ai: ai}
@@ -534,7 +534,7 @@ func (m *mailer) serverLoop(ctx context.Context, id peer.ID) {
 	)
 	defer timer.Stop()
 	for ctx.Err() == nil {
-		changed := m.n.watch.changed(id)
+		changed := m.n.p2p.Changed(id)
 		connected := m.n.host.Network().Connectedness(id) == network.Connected
 		if connected && (!was || !time.Now().Before(next)) {
 			err := m.drain(ctx, id)
@@ -724,7 +724,7 @@ func (m *mailer) checkFates(ctx context.Context, server peer.ID, now bool) {
 	}
 	for _, s := range servers {
 		rs := groups[s]
-		if m.n.isRendezvous(s) {
+		if m.n.p2p.IsRendezvous(s) {
 			if m.n.host.Network().Connectedness(s) != network.Connected {
 				continue
 			}

@@ -22,10 +22,10 @@ func (n *Node) Mailbox(ctx context.Context) (control.Mailbox, error) {
 	m := n.mail
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	for _, l := range n.rdvs {
-		s := m.server(l.info.ID)
+	for _, ai := range n.p2p.Rendezvous() {
+		s := m.server(ai.ID)
 		out.Servers = append(out.Servers, control.MailboxServer{
-			PeerID: l.info.ID.String(), LastDrain: s.lastDrain, Received: s.received, Rejected: s.rejected, LastError: s.lastErr,
+			PeerID: ai.ID.String(), LastDrain: s.lastDrain, Received: s.received, Rejected: s.rejected, LastError: s.lastErr,
 		})
 	}
 	for _, c := range cs {

@@ -114,17 +114,7 @@ func (d *nameDir) forget(name string) {
 
 // connectedRdvs are the rendezvous links up now, with the time each
 // connection opened.
-func (n *Node) connectedRdvs() map[peer.ID]time.Time {
-	out := map[peer.ID]time.Time{}
-	for _, l := range n.rdvs {
-		l.mu.Lock()
-		if l.connected {
-			out[l.info.ID] = l.connectedAt
-		}
-		l.mu.Unlock()
-	}
-	return out
-}
+func (n *Node) connectedRdvs() map[peer.ID]time.Time { return n.p2p.ConnectedRendezvous() }
 
 // namesLoop renews our names and re-checks contacts' names for the node's
 // lifetime.
@@ -323,8 +313,8 @@ func (n *Node) ReleaseName(ctx context.Context, name string) (control.OwnName, e
 		mu sync.Mutex
 		wg sync.WaitGroup
 	)
-	for _, l := range n.rdvs {
-		server := l.info.ID
+	for _, ai := range n.p2p.Rendezvous() {
+		server := ai.ID
 		if _, up := servers[server]; !up {
 			out.Servers = append(out.Servers, control.NameServerState{Server: server.String(), State: control.NamePending,
 				Error: "not connected: the server releases the name after its inactivity period"})
@@ -383,9 +373,9 @@ func (n *Node) OwnNames(ctx context.Context) ([]control.OwnName, error) {
 	out := make([]control.OwnName, 0, len(own))
 	for _, o := range own {
 		on := control.OwnName{Name: o.Name, CreatedAt: o.CreatedAt, Servers: []control.NameServerState{}}
-		for _, l := range n.rdvs {
-			st := n.names.get(o.Name, l.info.ID)
-			s := control.NameServerState{Server: l.info.ID.String(), State: st.state, Renewed: st.renewed, ReleaseAt: st.releaseAt, Error: st.err}
+		for _, ai := range n.p2p.Rendezvous() {
+			st := n.names.get(o.Name, ai.ID)
+			s := control.NameServerState{Server: ai.ID.String(), State: st.state, Renewed: st.renewed, ReleaseAt: st.releaseAt, Error: st.err}
 			if s.State == "" {
 				s.State = control.NamePending
 			}

@@ -134,14 +134,11 @@ func TestNamesAcrossTwoRendezvous(t *testing.T) {
 
 	// Renewal when a rendezvous connection (re)opens: a fresh record.
 	before := namesRequests(t, r1, "register", "ok")
-	for _, l := range bob.rdvs {
-		if l.info.ID == r1.ID() {
-			l.mu.Lock()
-			l.connectedAt = time.Now()
-			l.mu.Unlock()
-		}
-	}
-	bob.kickNames()
+	// A new connection to r1: the rendezvous link reconnects (a new
+	// session) and wakes the names loop.
+	session := bob.connectedRdvs()[r1.ID()]
+	require.NoError(t, bob.Host().Network().ClosePeer(r1.ID()))
+	require.Eventually(t, func() bool { return bob.connectedRdvs()[r1.ID()].After(session) }, 10*time.Second, 20*time.Millisecond)
 	require.Eventually(t, func() bool { return namesRequests(t, r1, "register", "ok") == before+1 }, 10*time.Second, 20*time.Millisecond)
 	own, err = cb.Names(ctx)
 	require.NoError(t, err)

@@ -1,30 +1,12 @@
 // Package node is a natter home peer: the daemon a user runs behind their
 // router.
 //
-// A Node owns a libp2p host and keeps two kinds of links alive:
-//
-//	          rendezvous (public VM)
-//	         /  relay v2, registry  \
-//	reserve +                        + reserve
-//	register|   1. look up B          |register
-//	        |   2. A --relay--> B     |
-//	     node A <======== 3. DCUtR ========> node B
-//	   (home NAT)     direct TCP/QUIC      (home NAT)
-//
-// Rendezvous links (rendezvous.go) connect to every configured server over
-// TCP and QUIC at once (so the NAT maps, and identify observes, both
-// transports), take a relay reservation, register under our peer ID,
-// refresh both before they expire, ping as a heartbeat, and reconnect with
-// backoff when the server goes away.
-//
-// Contact links (links.go) look each contact up (rendezvous, invite hints,
-// DHT), connect through the relay, and let DCUtR upgrade the link to a
-// direct one; while it stays relayed they retry the upgrade with backoff.
-// Established links survive the rendezvous going down.
-//
-// Before dialling any contact the node waits until the hole-punching service
-// is armed, which go-libp2p does only once identify with a rendezvous has
-// told us our public address (docs/architecture.md).
+// A Node wires the feature packages together. The libp2p host and the
+// links that keep it connected (rendezvous servers over TCP and QUIC, relay
+// reservations, registrations, contact links upgraded to direct ones by
+// DCUtR) live in node/links; the node builds it from its Config, starts
+// the other features on its host, and turns its link events into what
+// presence, friend requests and offline delivery do (wire_links.go).
 //
 // The user drives the node through the control API (api.go), served on a
 // unix socket in the data dir.
@@ -38,21 +20,18 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
-	"sync/atomic"
 	"time"
 
-	dht "github.com/libp2p/go-libp2p-kad-dht"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
-	"github.com/libp2p/go-libp2p/p2p/protocol/holepunch"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/natterim/natter/internal/dirlock"
 	"github.com/natterim/natter/node/api"
 	"github.com/natterim/natter/node/core"
+	"github.com/natterim/natter/node/links"
 	"github.com/natterim/natter/node/store"
-	rdvproto "github.com/natterim/natter/protocols/rendezvous"
 	"github.com/natterim/natter/protocols/wire"
 )
 
@@ -86,30 +65,20 @@ type Node struct {
 
 	lock    *dirlock.Lock
 	store   *store.Store
-	host    host.Host
-	nat     *natWatch
-	dht     *dht.IpfsDHT
-	rdvc    *rdvproto.Client
+	p2p     *links.Service // the host, rendezvous and contact links
+	host    host.Host      // p2p.Host(), which the protocol services run on
 	metrics *wire.Metrics
 	events  *core.Bus
-	watch   *connWatch
 
-	reachability atomic.Int32 // network.Reachability
-	hps          atomic.Pointer[holepunch.Service]
-	plan         *dialPlan
-
-	rdvs  []*rdvLink
-	links *contactLinks
+	links *contactLinks // per contact: its chat deliverer, presence, request retry
 	chat  *chatter
 	mail  *mailer
 	files *fileMgr
-	gater *blockGater
 	reqs  *requests
 	self  selfPresence
 	names *nameDir
 	profs *profiles
 	svcs  []interface{ Close() }
-	ready chan struct{} // closed once hole punching is armed (or we gave up waiting)
 
 	api *api.Server
 
@@ -146,8 +115,7 @@ func New(ctx context.Context, cfg Config, key crypto.PrivKey, opts ...Option) (_
 		startedAt: time.Now(),
 		metrics:   wire.NewMetrics(o.reg),
 		events:    core.NewBus(),
-		watch:     newConnWatch(),
-		ready:     make(chan struct{}),
+		links:     newContactLinks(),
 		ctx:       lctx,
 		cancel:    cancel,
 	}
@@ -167,35 +135,16 @@ func New(ctx context.Context, cfg Config, key crypto.PrivKey, opts ...Option) (_
 	if err != nil {
 		return nil, err
 	}
-	n.gater = newBlockGater(o.reg)
-	for _, c := range contacts {
-		if c.State == store.StateBlocked {
-			n.gater.set(c.PeerID, true)
-		}
-	}
 	n.reqs = newRequests()
 	if err := n.loadPresence(ctx); err != nil {
 		return nil, err
 	}
 	rdvInfos, _ := cfg.RendezvousInfos() // validated above
-	// Before the host starts: its address factory reads n.rdvs.
-	for _, ai := range rdvInfos {
-		n.rdvs = append(n.rdvs, newRdvLink(ai))
-	}
-	if n.host, err = n.newHost(rdvInfos, o.reg); err != nil {
+	if n.p2p, err = n.newLinks(rdvInfos, contacts, o.reg); err != nil {
 		return nil, err
 	}
+	n.host = n.p2p.Host()
 	n.log = n.log.With("self", n.host.ID().ShortString())
-	n.rdvc = rdvproto.NewClient(n.host)
-	if cfg.DHT {
-		if n.dht, err = n.newDHT(rdvInfos); err != nil {
-			return nil, err
-		}
-	}
-	if err := n.startEventLoop(); err != nil {
-		return nil, err
-	}
-	n.links = newContactLinks()
 	n.chat = newChatter(n)
 	n.goRun(n.chat.commitLoop)
 	n.startServices()
@@ -214,10 +163,7 @@ func New(ctx context.Context, cfg Config, key crypto.PrivKey, opts ...Option) (_
 	if n.api, err = n.startAPI(); err != nil {
 		return nil, err
 	}
-	n.goRun(n.waitReady)
-	for _, l := range n.rdvs {
-		n.goRun(func(ctx context.Context) { n.runRendezvous(ctx, l) })
-	}
+	n.p2p.Start()
 	n.goRun(n.namesLoop)
 	for _, c := range contacts {
 		if wantsLink(c.State) {
@@ -256,13 +202,12 @@ func (n *Node) Close() error {
 		if n.api != nil {
 			errs = append(errs, n.api.Close())
 		}
-		// Tell rendezvous servers we are leaving so that contacts see us
-		// offline at once rather than after a heartbeat timeout.
-		n.unregisterAll()
-		// Abort hole punches in flight so the contact links can end now;
-		// the host closes the service again later, which is harmless.
-		if hps := n.hps.Load(); hps != nil {
-			_ = hps.Close()
+		// Stop the links: it tells rendezvous servers we are leaving, so
+		// that contacts see us offline at once rather than after a
+		// heartbeat timeout, and waits for the links' goroutines (their
+		// subscribers start node goroutines: before n.wg.Wait).
+		if n.p2p != nil {
+			n.p2p.Stop()
 		}
 		n.wg.Wait()
 		for _, s := range n.svcs {
@@ -272,11 +217,8 @@ func (n *Node) Close() error {
 			n.chat.close()
 		}
 		n.events.Close()
-		if n.dht != nil {
-			errs = append(errs, n.dht.Close())
-		}
-		if n.host != nil {
-			errs = append(errs, n.host.Close())
+		if n.p2p != nil {
+			errs = append(errs, n.p2p.Close())
 		}
 		if n.store != nil {
 			errs = append(errs, n.store.Close())
@@ -287,32 +229,4 @@ func (n *Node) Close() error {
 		n.closeErr = errors.Join(errs...)
 	})
 	return n.closeErr
-}
-
-// waitReady closes n.ready once the DCUtR handler is registered (we know
-// our public address), or after a bound so that a node that can never
-// punch still dials through the relay.
-func (n *Node) waitReady(ctx context.Context) {
-	defer close(n.ready)
-	if len(n.rdvs) == 0 || !n.cfg.HolePunching {
-		return
-	}
-	deadline := time.NewTimer(10 * time.Second)
-	defer deadline.Stop()
-	tick := time.NewTicker(25 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		if n.holePunchArmed() {
-			n.log.Debug("hole punching armed", "after", time.Since(n.startedAt))
-			return
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-deadline.C:
-			n.log.Warn("no public address learned yet; contacts will be dialled through the relay only until one is")
-			return
-		case <-tick.C:
-		}
-	}
 }

@@ -372,7 +372,7 @@ func (n *Node) BlockContact(ctx context.Context, ref string) (store.Contact, err
 			return c, err
 		}
 	}
-	n.gater.set(c.PeerID, true)
+	n.p2p.SetBlocked(c.PeerID, true)
 	n.stopContact(c.PeerID)
 	_ = n.host.Network().ClosePeer(c.PeerID)
 	n.log.Info("peer blocked", "peer", c.PeerID.ShortString(), "name", c.Name)

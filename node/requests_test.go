@@ -11,7 +11,6 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/peerstore"
-	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
 
 	"github.com/natterim/natter/node/control"
@@ -212,7 +211,7 @@ func TestBlock(t *testing.T) {
 
 	_, err = ca.AddContact(ctx, control.AddContactRequest{Target: b.ID().String(), Name: "bob"})
 	require.NoError(t, err)
-	require.Eventually(t, func() bool { return b.gater.refused != nil && testutil.ToFloat64(b.gater.refused) > 0 }, 20*time.Second, 20*time.Millisecond)
+	require.Eventually(t, func() bool { return b.p2p.RefusedConnections() > 0 }, 20*time.Second, 20*time.Millisecond)
 	require.Equal(t, control.StateBlocked, contactState(t, b, a))
 	require.Empty(t, b.Host().Network().ConnsToPeer(a.ID()))
 	_, err = cb.AddContact(ctx, control.AddContactRequest{Target: a.ID().String()})

@@ -79,7 +79,7 @@ func (n *Node) RemoveContact(ctx context.Context, ref string) (store.Contact, er
 		n.withdrawRequest(ctx, c)
 	}
 	n.stopContact(c.PeerID)
-	n.gater.set(c.PeerID, false)
+	n.p2p.SetBlocked(c.PeerID, false)
 	n.log.Info("contact removed", "peer", c.PeerID.ShortString(), "name", c.Name)
 	return c, nil
 }

@@ -15,9 +15,9 @@ const (
 	// LinkPathChanged: still connected, over a different path (relayed
 	// to direct, or back).
 	LinkPathChanged
-	// LinkPinged: a heartbeat over the link got through; features that
-	// retry something over a live link (a friend request, a token) use it
-	// as their tick.
+	// LinkPinged: a heartbeat tick while connected (sent just before the
+	// heartbeat's ping); features that retry something over a live link
+	// (a friend request, a token) use it as their tick.
 	LinkPinged
 )
 

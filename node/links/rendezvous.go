@@ -1,17 +1,17 @@
-package node
+package links
 
 import (
 	"context"
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/client"
-	"github.com/libp2p/go-libp2p/p2p/protocol/ping"
 	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/natterim/natter/node/control"
@@ -37,7 +37,7 @@ type rdvLink struct {
 	// addrsChanged wakes the session to re-register with fresh addresses.
 	addrsChanged chan struct{}
 
-	mu          sync.Mutex
+	mu          sync.Mutex // guards the following fields
 	connected   bool
 	rsvp        *client.Reservation
 	circuits    []ma.Multiaddr
@@ -80,7 +80,7 @@ func (l *rdvLink) setReservation(r *client.Reservation) {
 func (l *rdvLink) setObserved(local, observed ma.Multiaddr) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.observed[transportName(local)] = observed
+	l.observed[Transport(local)] = observed
 }
 
 func (l *rdvLink) setErr(err error) {
@@ -108,11 +108,11 @@ func (l *rdvLink) isConnected() bool {
 
 // runRendezvous keeps the link with one server up for the node's lifetime,
 // reconnecting with backoff.
-func (n *Node) runRendezvous(ctx context.Context, l *rdvLink) {
+func (s *Service) runRendezvous(ctx context.Context, l *rdvLink) {
 	bo := core.NewBackoff(500*time.Millisecond, time.Minute)
 	for ctx.Err() == nil {
 		start := time.Now()
-		err := n.rdvSession(ctx, l)
+		err := s.rdvSession(ctx, l)
 		l.mu.Lock()
 		l.connected = false
 		l.rsvp, l.circuits, l.regExpires = nil, nil, time.Time{}
@@ -121,8 +121,9 @@ func (n *Node) runRendezvous(ctx context.Context, l *rdvLink) {
 			return
 		}
 		l.setErr(err)
-		n.log.Warn("rendezvous unavailable", "server", l.info.ID.String(), "err", err)
-		n.publish(control.Event{Type: control.EventRendezvous, PeerID: l.info.ID.String(), Connected: false})
+		s.log.Warn("rendezvous unavailable", "server", l.info.ID.String(), "err", err)
+		s.pub.Publish(control.Event{Type: control.EventRendezvous, PeerID: l.info.ID.String(), Connected: false})
+		s.emitRendezvous(l.info.ID, false)
 		if time.Since(start) > 2*time.Minute {
 			bo.Reset() // it was up for a while: this is a fresh outage
 		}
@@ -136,20 +137,20 @@ func (n *Node) runRendezvous(ctx context.Context, l *rdvLink) {
 
 // rdvSession runs one connection to the server: connect, reserve,
 // register, then refresh and heartbeat until the connection is lost.
-func (n *Node) rdvSession(ctx context.Context, l *rdvLink) error {
+func (s *Service) rdvSession(ctx context.Context, l *rdvLink) error {
 	id := l.info.ID
-	if err := n.connectRendezvous(ctx, l); err != nil {
+	if err := s.connectRendezvous(ctx, l); err != nil {
 		return fmt.Errorf("connect: %w", err)
 	}
 	l.mu.Lock()
 	l.connected, l.connectedAt = true, time.Now()
 	l.mu.Unlock()
 	l.setErr(nil)
-	n.log.Info("rendezvous connected", "server", id.String(), "transports", n.transportsTo(id))
-	n.publish(control.Event{Type: control.EventRendezvous, PeerID: id.String(), Connected: true})
-	n.kickNames()
+	s.log.Info("rendezvous connected", "server", id.String(), "transports", s.transportsTo(id))
+	s.pub.Publish(control.Event{Type: control.EventRendezvous, PeerID: id.String(), Connected: true})
+	s.emitRendezvous(id, true)
 
-	if rtt, err := n.ping(ctx, id); err == nil {
+	if rtt, _, err := s.ping(ctx, id, s.cfg.Heartbeat); err == nil {
 		l.mu.Lock()
 		l.rtt = rtt
 		l.mu.Unlock()
@@ -158,23 +159,23 @@ func (n *Node) rdvSession(ctx context.Context, l *rdvLink) error {
 		reserveAt  = time.Now()
 		registerAt = time.Now()
 		misses     int
-		hb         = time.NewTicker(n.cfg.Heartbeat)
+		hb         = time.NewTicker(s.cfg.Heartbeat)
 		timer      = time.NewTimer(0)
 	)
 	defer hb.Stop()
 	defer timer.Stop()
 	for {
-		changed := n.watch.changed(id)
-		if n.host.Network().Connectedness(id) != network.Connected {
+		changed := s.watch.changed(id)
+		if s.host.Network().Connectedness(id) != network.Connected {
 			return errRendezvousLost
 		}
 		now := time.Now()
 		if !now.Before(reserveAt) {
-			reserveAt = n.reserve(ctx, l)
+			reserveAt = s.reserve(ctx, l)
 			registerAt = now // our relay address changed
 		}
 		if !now.Before(registerAt) {
-			registerAt = n.register(ctx, l)
+			registerAt = s.register(ctx, l)
 		}
 		timer.Reset(time.Until(minTime(reserveAt, registerAt)))
 		select {
@@ -185,12 +186,12 @@ func (n *Node) rdvSession(ctx context.Context, l *rdvLink) error {
 			registerAt = time.Now()
 		case <-timer.C:
 		case <-hb.C:
-			rtt, err := n.ping(ctx, id)
+			rtt, _, err := s.ping(ctx, id, s.cfg.Heartbeat)
 			if err != nil {
 				misses++
-				n.log.Debug("rendezvous heartbeat missed", "server", id.String(), "misses", misses, "err", err)
-				if misses >= n.cfg.HeartbeatMisses {
-					_ = n.host.Network().ClosePeer(id)
+				s.log.Debug("rendezvous heartbeat missed", "server", id.String(), "misses", misses, "err", err)
+				if misses >= s.cfg.HeartbeatMisses {
+					_ = s.host.Network().ClosePeer(id)
 					return fmt.Errorf("%d heartbeats missed: %w", misses, errRendezvousLost)
 				}
 				continue
@@ -216,27 +217,27 @@ func (n *Node) rdvSession(ctx context.Context, l *rdvLink) error {
 // a transport is missing, it closes the connections and dials again, up to
 // rdvConnectAttempts times. A Connect that failed means that transport
 // does not get through (UDP filtered...): no point in trying again.
-func (n *Node) connectRendezvous(ctx context.Context, l *rdvLink) error {
+func (s *Service) connectRendezvous(ctx context.Context, l *rdvLink) error {
 	var ts []string
 	for _, a := range l.info.Addrs {
-		t := transportName(a)
-		if slices.Contains(n.cfg.Transports, t) && !slices.Contains(ts, t) {
+		t := Transport(a)
+		if slices.Contains(s.cfg.Transports, t) && !slices.Contains(ts, t) {
 			ts = append(ts, t)
 		}
 	}
 	if len(ts) == 0 {
-		return fmt.Errorf("no address of the server uses our transports %v", n.cfg.Transports)
+		return fmt.Errorf("no address of the server uses our transports %v", s.cfg.Transports)
 	}
 	id := l.info.ID
 	missing, err := connectEachTransport(ctx, ts, rdvConnectAttempts,
-		func(ctx context.Context) []error { return n.dialEachTransport(ctx, l.info, ts) },
-		func() []string { return n.transportsTo(id) },
+		func(ctx context.Context) []error { return s.dialEachTransport(ctx, l.info, ts) },
+		func() []string { return s.transportsTo(id) },
 		func() {
-			n.log.Debug("rendezvous reached over fewer transports than asked, dialling again", "server", id.String(), "have", n.transportsTo(id))
-			_ = n.host.Network().ClosePeer(id)
+			s.log.Debug("rendezvous reached over fewer transports than asked, dialling again", "server", id.String(), "have", s.transportsTo(id))
+			_ = s.host.Network().ClosePeer(id)
 		})
 	if err == nil && len(missing) > 0 {
-		n.log.Warn("rendezvous reached without some transports: hole punching over them will fail", "server", id.String(), "missing", missing)
+		s.log.Warn("rendezvous reached without some transports: hole punching over them will fail", "server", id.String(), "missing", missing)
 	}
 	return err
 }
@@ -276,14 +277,14 @@ func connectEachTransport(ctx context.Context, ts []string, attempts int, dial f
 // dialEachTransport issues one Connect to the server per transport, at
 // once, after queueing the transports in the dial plan, and returns their
 // results.
-func (n *Node) dialEachTransport(ctx context.Context, info peer.AddrInfo, ts []string) []error {
+func (s *Service) dialEachTransport(ctx context.Context, info peer.AddrInfo, ts []string) []error {
 	cctx, cancel := context.WithTimeout(ctx, rdvConnectTimeout)
 	defer cancel()
-	n.plan.expect(info.ID, ts)
-	defer n.plan.expect(info.ID, nil)
+	s.plan.expect(info.ID, ts)
+	defer s.plan.expect(info.ID, nil)
 	results := make(chan error, len(ts))
 	for range ts {
-		go func() { results <- n.host.Connect(cctx, info) }()
+		go func() { results <- s.host.Connect(cctx, info) }()
 	}
 	errs := make([]error, len(ts))
 	for i := range errs {
@@ -293,47 +294,58 @@ func (n *Node) dialEachTransport(ctx context.Context, info peer.AddrInfo, ts []s
 }
 
 // reserve takes or renews the relay slot; it returns when to do it again.
-func (n *Node) reserve(ctx context.Context, l *rdvLink) time.Time {
+//
+// We reserve by hand, on every configured server, rather than through
+// go-libp2p's autorelay (see newHost for why).
+func (s *Service) reserve(ctx context.Context, l *rdvLink) time.Time {
 	rctx, cancel := context.WithTimeout(ctx, rdvRequestTimeout)
 	defer cancel()
-	r, err := client.Reserve(rctx, n.host, l.info)
+	r, err := client.Reserve(rctx, s.host, l.info)
 	if err != nil {
+		// Without a slot contacts cannot reach us through this server,
+		// but registering (next) still works, and so does a direct link
+		// where the NATs allow one: the caller goes on either way.
+		err = reservationError(err)
 		l.setErr(fmt.Errorf("relay reservation: %w", err))
-		n.log.Warn("relay reservation failed", "server", l.info.ID.String(), "err", err)
+		s.log.Warn("relay reservation failed; registering without a relay address", "server", l.info.ID.String(), "err", err)
 		l.setReservation(nil)
 		return time.Now().Add(rdvRetryFailed)
 	}
 	l.setReservation(r)
-	n.log.Info("relay reservation", "server", l.info.ID.String(), "expires", r.Expiration.Format(time.RFC3339))
+	s.log.Info("relay reservation", "server", l.info.ID.String(), "expires", r.Expiration.Format(time.RFC3339))
 	// Renew when three quarters of the slot's life have passed.
 	return time.Now().Add(time.Until(r.Expiration) * 3 / 4)
 }
 
 // register publishes our signed peer record under our peer ID; it returns
 // when to refresh it.
-func (n *Node) register(ctx context.Context, l *rdvLink) time.Time {
+func (s *Service) register(ctx context.Context, l *rdvLink) time.Time {
+	if s.stopping.Load() {
+		// Stop is withdrawing our registrations: do not undo it.
+		return time.Now().Add(rdvRetryFailed)
+	}
 	rctx, cancel := context.WithTimeout(ctx, rdvRequestTimeout)
 	defer cancel()
-	addrs := n.registrationAddrs()
-	ttl, err := n.rdvc.Register(rctx, l.info.ID, rdvproto.PeerNamespace(n.host.ID()), addrs, n.cfg.RegistrationTTL)
+	addrs := s.registrationAddrs()
+	ttl, err := s.rdvc.Register(rctx, l.info.ID, rdvproto.PeerNamespace(s.host.ID()), addrs, s.cfg.RegistrationTTL)
 	if err != nil {
 		l.setErr(fmt.Errorf("register: %w", err))
-		n.log.Warn("registration failed", "server", l.info.ID.String(), "err", err)
+		s.log.Warn("registration failed", "server", l.info.ID.String(), "err", err)
 		return time.Now().Add(rdvRetryFailed)
 	}
 	l.mu.Lock()
 	l.regExpires = time.Now().Add(ttl)
 	l.mu.Unlock()
-	n.log.Debug("registered", "server", l.info.ID.String(), "ttl", ttl, "addrs", len(addrs))
+	s.log.Debug("registered", "server", l.info.ID.String(), "ttl", ttl, "addrs", len(addrs))
 	return time.Now().Add(ttl / 2)
 }
 
 // registrationAddrs are the host's addresses plus the relay addresses of
 // every current reservation (the host's cached address list lags behind a
 // reservation by a few seconds).
-func (n *Node) registrationAddrs() []ma.Multiaddr {
-	addrs := n.advertisedAddrs()
-	for _, l := range n.rdvs {
+func (s *Service) registrationAddrs() []ma.Multiaddr {
+	addrs := s.advertisedAddrs()
+	for _, l := range s.rdvs {
 		addrs = append(addrs, l.circuitAddrs()...)
 	}
 	return ma.Unique(addrs)
@@ -341,12 +353,12 @@ func (n *Node) registrationAddrs() []ma.Multiaddr {
 
 // unregisterAll withdraws our registrations so contacts see us leave at
 // once. Best effort, bounded in time.
-func (n *Node) unregisterAll() {
-	if n.host == nil || n.rdvc == nil {
+func (s *Service) unregisterAll() {
+	if s.host == nil || s.rdvc == nil {
 		return
 	}
 	var wg sync.WaitGroup
-	for _, l := range n.rdvs {
+	for _, l := range s.rdvs {
 		if !l.isConnected() {
 			continue
 		}
@@ -355,33 +367,17 @@ func (n *Node) unregisterAll() {
 			defer wg.Done()
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 			defer cancel()
-			_ = n.rdvc.Unregister(ctx, l.info.ID, rdvproto.PeerNamespace(n.host.ID()))
+			_ = s.rdvc.Unregister(ctx, l.info.ID, rdvproto.PeerNamespace(s.host.ID()))
 		}()
 	}
 	wg.Wait()
 }
 
-// ping measures one round trip to p over the best current connection.
-func (n *Node) ping(ctx context.Context, p peer.ID) (time.Duration, error) {
-	pctx, cancel := context.WithTimeout(ctx, n.cfg.Heartbeat)
-	defer cancel()
-	select {
-	case r := <-ping.Ping(pctx, n.host, p):
-		if r.Error != nil {
-			return 0, r.Error
-		}
-		n.host.Peerstore().RecordLatency(p, r.RTT)
-		return r.RTT, nil
-	case <-pctx.Done():
-		return 0, pctx.Err()
-	}
-}
-
 // transportsTo lists the transports of our connections to p.
-func (n *Node) transportsTo(p peer.ID) []string {
+func (s *Service) transportsTo(p peer.ID) []string {
 	var ts []string
-	for _, c := range n.host.Network().ConnsToPeer(p) {
-		t := transportName(c.RemoteMultiaddr())
+	for _, c := range s.host.Network().ConnsToPeer(p) {
+		t := Transport(c.RemoteMultiaddr())
 		if !slices.Contains(ts, t) {
 			ts = append(ts, t)
 		}
@@ -390,13 +386,15 @@ func (n *Node) transportsTo(p peer.ID) []string {
 	return ts
 }
 
-func (n *Node) rendezvousStatus() []control.RendezvousStatus {
-	out := make([]control.RendezvousStatus, 0, len(n.rdvs))
-	for _, l := range n.rdvs {
+// RendezvousStatus is the state of every rendezvous link, as status shows
+// it.
+func (s *Service) RendezvousStatus() []control.RendezvousStatus {
+	out := make([]control.RendezvousStatus, 0, len(s.rdvs))
+	for _, l := range s.rdvs {
 		l.mu.Lock()
-		s := control.RendezvousStatus{
+		st := control.RendezvousStatus{
 			PeerID:             l.info.ID.String(),
-			Connected:          l.connected && n.host.Network().Connectedness(l.info.ID) == network.Connected,
+			Connected:          l.connected && s.host.Network().Connectedness(l.info.ID) == network.Connected,
 			Reservation:        "none",
 			RegistrationExpiry: l.regExpires,
 			Registered:         time.Now().Before(l.regExpires),
@@ -404,19 +402,20 @@ func (n *Node) rendezvousStatus() []control.RendezvousStatus {
 			LastError:          l.lastErr,
 		}
 		if l.rsvp != nil && time.Now().Before(l.rsvp.Expiration) {
-			s.Reservation, s.ReservationExpires = "active", l.rsvp.Expiration
+			st.Reservation, st.ReservationExpires = "active", l.rsvp.Expiration
 		}
 		l.mu.Unlock()
-		s.Transports = n.transportsTo(l.info.ID)
-		out = append(out, s)
+		st.Transports = s.transportsTo(l.info.ID)
+		out = append(out, st)
 	}
 	return out
 }
 
-// observedAddrs are our public addresses as the rendezvous servers see them.
-func (n *Node) observedAddrs() []string {
+// ObservedAddrs are our public addresses as the rendezvous servers see
+// them (identify), sorted.
+func (s *Service) ObservedAddrs() []string {
 	var out []string
-	for _, l := range n.rdvs {
+	for _, l := range s.rdvs {
 		l.mu.Lock()
 		for _, a := range l.observed {
 			if !slices.Contains(out, a.String()) {
@@ -437,3 +436,19 @@ func minTime(a, b time.Time) time.Time {
 }
 
 func millis(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// reservationError makes a failed reservation say what happened. A relay
+// that refuses (status RESERVATION_REFUSED, PERMISSION_DENIED...) gives
+// client.ReservationError with no cause, which prints as
+// "reason: reservation failed err: %!s(<nil>)"; we say the status instead.
+func reservationError(err error) error {
+	var re client.ReservationError
+	if !errors.As(err, &re) {
+		return err
+	}
+	reason := strings.TrimSuffix(re.Reason, ": %w") // go-libp2p has one such reason
+	if cause := errors.Unwrap(re); cause != nil {
+		return fmt.Errorf("%s (%s): %w", reason, re.Status, cause)
+	}
+	return fmt.Errorf("%s: the relay answered %s", reason, re.Status)
+}

@@ -1,7 +1,8 @@
-package node
+package links
 
 import (
 	"sync"
+	"sync/atomic"
 
 	"github.com/libp2p/go-libp2p/core/control"
 	"github.com/libp2p/go-libp2p/core/network"
@@ -16,9 +17,10 @@ import (
 // identity is known). The blocked set mirrors the contacts in state
 // blocked.
 type blockGater struct {
-	mu      sync.RWMutex
+	mu      sync.RWMutex // guards blocked
 	blocked map[peer.ID]struct{}
 	refused prometheus.Counter
+	count   atomic.Uint64 // refused, readable without a registry
 }
 
 func newBlockGater(reg prometheus.Registerer) *blockGater {
@@ -56,6 +58,7 @@ func (g *blockGater) isBlocked(p peer.ID) bool {
 func (g *blockGater) refuse(p peer.ID) bool {
 	if g.isBlocked(p) {
 		g.refused.Inc()
+		g.count.Add(1)
 		return true
 	}
 	return false

@@ -1,4 +1,4 @@
-package node
+package links_test
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/natterim/natter/node/identity"
+	"github.com/natterim/natter/node/links"
 )
 
 func addrsOf(ds []network.AddrDelay) []string {
@@ -31,33 +32,33 @@ func TestDialPlan(t *testing.T) {
 	require.NoError(t, err)
 	tcpA := ma.StringCast("/ip4/11.0.0.2/tcp/4001")
 	quicA := ma.StringCast("/ip4/11.0.0.2/udp/4001/quic-v1")
-	p := newDialPlan([]peer.AddrInfo{{ID: rdv, Addrs: []ma.Multiaddr{tcpA, quicA}}})
+	p := links.NewDialPlan([]peer.AddrInfo{{ID: rdv, Addrs: []ma.Multiaddr{tcpA, quicA}}})
 	all := []ma.Multiaddr{tcpA, quicA}
 
 	// Nothing queued: every address, at once.
-	got := p.rank(all)
+	got := p.Rank(all)
 	require.ElementsMatch(t, []string{tcpA.String(), quicA.String()}, addrsOf(got))
 	for _, d := range got {
 		require.Zero(t, d.Delay)
 	}
 
-	p.expect(rdv, []string{"tcp", "quic"})
-	require.Equal(t, []string{tcpA.String()}, addrsOf(p.rank(all)))
-	require.Equal(t, []string{quicA.String()}, addrsOf(p.rank(all)))
-	require.Len(t, p.rank(all), 2, "queue drained: back to every address")
+	p.Expect(rdv, []string{"tcp", "quic"})
+	require.Equal(t, []string{tcpA.String()}, addrsOf(p.Rank(all)))
+	require.Equal(t, []string{quicA.String()}, addrsOf(p.Rank(all)))
+	require.Len(t, p.Rank(all), 2, "queue drained: back to every address")
 
 	// A queued transport the server has no address for: every address.
-	p.expect(rdv, []string{"webrtc"})
-	require.Len(t, p.rank(all), 2)
+	p.Expect(rdv, []string{"webrtc"})
+	require.Len(t, p.Rank(all), 2)
 
 	// A contact reachable through a relay: all addresses without delay.
 	circuit := ma.StringCast("/ip4/11.0.0.2/tcp/4001/p2p/" + rdv.String() + "/p2p-circuit")
 	direct := ma.StringCast("/ip4/11.0.0.9/tcp/5555")
-	for _, d := range p.rank([]ma.Multiaddr{direct, circuit}) {
+	for _, d := range p.Rank([]ma.Multiaddr{direct, circuit}) {
 		require.Zero(t, d.Delay, d.Addr)
 	}
 	// Anyone else: libp2p's default ranking.
-	require.Len(t, p.rank([]ma.Multiaddr{direct}), 1)
+	require.Len(t, p.Rank([]ma.Multiaddr{direct}), 1)
 }
 
 // TestConnectEachTransport: when go-libp2p hands every Connect the same
@@ -85,7 +86,7 @@ func TestConnectEachTransport(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			attempt, resets := 0, 0
-			missing, err := connectEachTransport(ctx, ts, 3,
+			missing, err := links.ConnectEachTransport(ctx, ts, 3,
 				func(context.Context) []error { attempt++; return tc.results[attempt-1] },
 				func() []string { return tc.have[attempt-1] },
 				func() { resets++ })
