@@ -1142,7 +1142,7 @@ func (m *fileMgr) view(ctx context.Context, t store.Transfer, name string) contr
 		v.BytesDone, v.Rate, v.Path = l.bytes.Load(), l.rate, l.path
 		l.mu.Unlock()
 		if v.Path != "" {
-			v.State = store.TransferTransferring
+			v.State = string(store.TransferTransferring)
 		}
 		return v
 	}

@@ -106,7 +106,7 @@ func (h requestHandler) HandleContact(ctx context.Context, from peer.ID, req con
 				return tryLater
 			}
 			n.log.Info("friend request", "peer", from.ShortString(), "name", req.Name, "note", req.Note)
-			n.publish(control.Event{Type: control.EventContact, PeerID: from.String(), Name: nc.Name, State: store.StatePendingIn, Note: req.Note})
+			n.publish(control.Event{Type: control.EventContact, PeerID: from.String(), Name: nc.Name, State: string(store.StatePendingIn), Note: req.Note})
 			return contact.Response{Status: contact.StatusPending}
 		case c.State == store.StatePendingIn:
 			if c.Note != req.Note {
@@ -376,7 +376,7 @@ func (n *Node) BlockContact(ctx context.Context, ref string) (store.Contact, err
 	n.stopContact(c.PeerID)
 	_ = n.host.Network().ClosePeer(c.PeerID)
 	n.log.Info("peer blocked", "peer", c.PeerID.ShortString(), "name", c.Name)
-	n.publish(control.Event{Type: control.EventContact, PeerID: c.PeerID.String(), Name: c.Name, State: store.StateBlocked})
+	n.publish(control.Event{Type: control.EventContact, PeerID: c.PeerID.String(), Name: c.Name, State: string(store.StateBlocked)})
 	return n.store.ContactByPeer(ctx, c.PeerID)
 }
 

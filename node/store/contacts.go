@@ -20,9 +20,9 @@ type ContactState string
 // The contact states.
 const (
 	StateAccepted   ContactState = "accepted"
-	StatePendingIn               = "pending_in"
-	StatePendingOut              = "pending_out"
-	StateBlocked                 = "blocked"
+	StatePendingIn  ContactState = "pending_in"
+	StatePendingOut ContactState = "pending_out"
+	StateBlocked    ContactState = "blocked"
 )
 
 // Contact is a peer the user knows.

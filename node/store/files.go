@@ -29,13 +29,13 @@ type TransferState string
 // The transfer states, as stored and as the control API shows them.
 const (
 	TransferOffered      TransferState = "offered"
-	TransferAccepted                   = "accepted"
-	TransferTransferring               = "transferring"
-	TransferPaused                     = "paused"
-	TransferDone                       = "done"
-	TransferFailed                     = "failed"
-	TransferRejected                   = "rejected"
-	TransferCancelled                  = "cancelled"
+	TransferAccepted     TransferState = "accepted"
+	TransferTransferring TransferState = "transferring"
+	TransferPaused       TransferState = "paused"
+	TransferDone         TransferState = "done"
+	TransferFailed       TransferState = "failed"
+	TransferRejected     TransferState = "rejected"
+	TransferCancelled    TransferState = "cancelled"
 )
 
 // FinalState reports whether a transfer in state s is over.
