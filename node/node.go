@@ -50,6 +50,7 @@ import (
 
 	"github.com/natterim/natter/internal/dirlock"
 	"github.com/natterim/natter/node/core"
+	"github.com/natterim/natter/node/files"
 	"github.com/natterim/natter/node/store"
 	rdvproto "github.com/natterim/natter/protocols/rendezvous"
 	"github.com/natterim/natter/protocols/wire"
@@ -101,7 +102,7 @@ type Node struct {
 	links *contactLinks
 	chat  *chatter
 	mail  *mailer
-	files *fileMgr
+	files *files.Manager
 	gater *blockGater
 	reqs  *requests
 	self  selfPresence
@@ -201,11 +202,7 @@ func New(ctx context.Context, cfg Config, key crypto.PrivKey, opts ...Option) (_
 	n.startProfile()
 	n.names = newNameDir()
 	n.startMailbox(o.reg)
-	if n.files, err = newFileMgr(n); err != nil {
-		return nil, err
-	}
-	n.svcs = append(n.svcs, n.files)
-	if err := n.files.start(ctx); err != nil {
+	if n.files, err = n.newFiles(ctx); err != nil {
 		return nil, err
 	}
 	n.goRun(n.idleLoop)
@@ -252,6 +249,11 @@ func (n *Node) Close() error {
 		n.pushOffline()
 		n.cancel()
 		var errs []error
+		if n.files != nil {
+			// Stops the transfer runners, which ran on the node's
+			// lifetime before, then the file service.
+			errs = append(errs, n.files.Close())
+		}
 		if n.api != nil {
 			errs = append(errs, n.api.close())
 		}
