@@ -55,7 +55,9 @@ func (c filesChat) ContactName(ctx context.Context, p peer.ID) string {
 	return c.n.chat.contactName(ctx, p)
 }
 
-func (c filesChat) ToAPI(m store.Message, name string) control.Message { return c.n.chat.toAPI(m, name) }
+func (c filesChat) ToAPI(m store.Message, name string) control.Message {
+	return c.n.chat.toAPI(m, name)
+}
 
 // filesPolicy implements files.Policy.
 type filesPolicy struct{ n *Node }

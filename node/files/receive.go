@@ -33,6 +33,9 @@ import (
 // (FILE_UPDATE). It is false for a message chat should skip: another kind,
 // or an update in a state this version does not know.
 func (m *Manager) Incoming(ctx context.Context, from peer.ID, fromName string, msg *pb.Message) (store.Incoming, bool) {
+	if len(msg.GetId()) != chat.IDLen {
+		return store.Incoming{}, false // chat's checks keep these out
+	}
 	in := store.Incoming{ID: chat.MsgID(msg.GetId()), Text: msg.GetText(), Seq: msg.GetSeq(), SentAt: time.UnixMilli(msg.GetSentAtMs())}
 	switch msg.GetKind() {
 	case pb.Kind_FILE_OFFER:
@@ -77,6 +80,9 @@ func (m *Manager) incomingOffer(ctx context.Context, from peer.ID, msg *pb.Messa
 // incomingUpdate converts a received file update from the contact called
 // who ("" if unnamed); nil for one this version does not understand.
 func (m *Manager) incomingUpdate(who string, u *pb.FileUpdate) *store.IncomingUpdate {
+	if len(u.GetTransfer()) != chat.IDLen {
+		return nil // chat's checks keep these out
+	}
 	if who == "" {
 		who = "the contact"
 	}
