@@ -250,8 +250,8 @@ func (n *Node) Close() error {
 		n.cancel()
 		var errs []error
 		if n.files != nil {
-			// Stops the transfer runners, which ran on the node's
-			// lifetime before, then the file service.
+			// Stop the transfer runners with the node's other loops,
+			// then the file service.
 			errs = append(errs, n.files.Close())
 		}
 		if n.api != nil {

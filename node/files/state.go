@@ -315,7 +315,7 @@ func (m *Manager) view(ctx context.Context, t store.Transfer, name string) contr
 		l.mu.Lock()
 		v.BytesDone, v.Rate, v.Path = l.bytes.Load(), l.rate, ""
 		if l.path != core.PathNone {
-			v.Path, v.State = l.path.String(), store.TransferTransferring
+			v.Path, v.State = l.path.String(), string(store.TransferTransferring)
 		}
 		l.mu.Unlock()
 		return v
