@@ -502,14 +502,12 @@ func (c *chatter) Receive(ctx context.Context, from peer.ID, conn network.Conn, 
 			for _, r := range m.GetRefs() {
 				in.Refs = append(in.Refs, chat.MsgID(r))
 			}
-		case pb.Kind_FILE_OFFER:
-			in.Kind, in.Offer = store.KindFile, c.n.files.incomingOffer(ctx, from, m)
-			in.Text = in.Offer.Transfer.Note
-		case pb.Kind_FILE_UPDATE:
-			in.Kind, in.Update = store.KindFileUpdate, c.n.files.incomingUpdate(name, m.GetFileUpdate())
-			if in.Update == nil {
+		case pb.Kind_FILE_OFFER, pb.Kind_FILE_UPDATE:
+			fin, ok := c.n.files.Incoming(ctx, from, name, m)
+			if !ok {
 				continue // a state this version does not know
 			}
+			in = fin
 		case pb.Kind_TYPING_STARTED, pb.Kind_TYPING_STOPPED:
 			t := m.GetKind() == pb.Kind_TYPING_STARTED
 			typing = &t
@@ -539,7 +537,7 @@ func (c *chatter) Receive(ctx context.Context, from peer.ID, conn network.Conn, 
 		typing = &stopped
 	}
 	c.applyChanges(from, res.Changed)
-	c.n.files.received(res.Transfers)
+	c.n.files.Received(res.Transfers)
 	if len(res.Queued) > 0 {
 		if ob := c.existingBox(from); ob != nil {
 			ob.wake()
@@ -635,7 +633,7 @@ func (c *chatter) toAPI(m store.Message, name string) control.Message {
 		out.Direction, out.From = "in", m.Peer.String()
 	}
 	if m.Kind == store.KindFile {
-		out.File = c.n.files.ref(m.ID)
+		out.File = c.n.files.Ref(m.ID)
 	}
 	return out
 }

@@ -19,6 +19,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/natterim/natter/node/control"
+	"github.com/natterim/natter/node/files"
 	"github.com/natterim/natter/node/identity"
 	"github.com/natterim/natter/node/store"
 	"github.com/natterim/natter/protocols/chat"
@@ -349,12 +350,12 @@ func TestFileResumeAfterRestart(t *testing.T) {
 	reached := make(chan struct{})
 	var once sync.Once
 	hold := func(ctx context.Context, end int64) {
-		if end >= checkpointBytes+(4<<20) {
+		if end >= files.DefaultCheckpointBytes+(4<<20) {
 			once.Do(func() { close(reached) })
 			<-ctx.Done()
 		}
 	}
-	b.files.afterChunk.Store(&hold)
+	b.files.SetAfterChunk(hold)
 	src, data := writeFile(t, t.TempDir(), "movie.mkv", 96<<20)
 	out, err := apiClient(a).SendFile(context.Background(), "bob", control.SendFileRequest{Path: src})
 	require.NoError(t, err)
@@ -371,7 +372,7 @@ func TestFileResumeAfterRestart(t *testing.T) {
 	tr, err := st.GetTransfer(context.Background(), id)
 	require.NoError(t, err)
 	require.NoError(t, st.Close())
-	require.GreaterOrEqual(t, tr.DoneBytes, int64(checkpointBytes), "a checkpoint was written")
+	require.GreaterOrEqual(t, tr.DoneBytes, int64(files.DefaultCheckpointBytes), "a checkpoint was written")
 	require.Less(t, tr.DoneBytes, int64(len(data)))
 	require.Equal(t, store.TransferTransferring, tr.State)
 
@@ -412,7 +413,7 @@ func TestFileDiskFull(t *testing.T) {
 	t.Cleanup(func() { _ = exec.Command("umount", "-l", partial).Run() })
 	a := newTestNode(t, ca, "alice")
 	b := newTestNode(t, cb, "bob")
-	b.files.diskRetry.Store(int64(200 * time.Millisecond))
+	b.files.SetDiskRetry(200 * time.Millisecond)
 	befriend(t, a, "alice", b, "bob")
 
 	// Fill the tmpfs so that the file does not fit.
@@ -451,7 +452,7 @@ func TestFileDiskFull(t *testing.T) {
 			filled <- int64(n)
 		})
 	}
-	b.files.afterChunk.Store(&fill)
+	b.files.SetAfterChunk(fill)
 	src2, data2 := writeFile(t, t.TempDir(), "second.iso", 6<<20)
 	out, err = apiClient(a).SendFile(context.Background(), "bob", control.SendFileRequest{Path: src2})
 	require.NoError(t, err)

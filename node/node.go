@@ -30,6 +30,7 @@ import (
 	"github.com/natterim/natter/internal/dirlock"
 	"github.com/natterim/natter/node/api"
 	"github.com/natterim/natter/node/core"
+	"github.com/natterim/natter/node/files"
 	"github.com/natterim/natter/node/links"
 	"github.com/natterim/natter/node/store"
 	"github.com/natterim/natter/protocols/wire"
@@ -73,7 +74,7 @@ type Node struct {
 	links *contactLinks // per contact: its chat deliverer, presence, request retry
 	chat  *chatter
 	mail  *mailer
-	files *fileMgr
+	files *files.Manager
 	reqs  *requests
 	self  selfPresence
 	names *nameDir
@@ -151,11 +152,7 @@ func New(ctx context.Context, cfg Config, key crypto.PrivKey, opts ...Option) (_
 	n.startProfile()
 	n.names = newNameDir()
 	n.startMailbox(o.reg)
-	if n.files, err = newFileMgr(n); err != nil {
-		return nil, err
-	}
-	n.svcs = append(n.svcs, n.files)
-	if err := n.files.start(ctx); err != nil {
+	if n.files, err = n.newFiles(ctx); err != nil {
 		return nil, err
 	}
 	n.goRun(n.idleLoop)
@@ -199,6 +196,11 @@ func (n *Node) Close() error {
 		n.pushOffline()
 		n.cancel()
 		var errs []error
+		if n.files != nil {
+			// Stop the transfer runners with the node's other loops,
+			// then the file service.
+			errs = append(errs, n.files.Close())
+		}
 		if n.api != nil {
 			errs = append(errs, n.api.Close())
 		}

@@ -23,7 +23,7 @@ func (n *Node) startAPI() (*api.Server, error) {
 		Contacts: n,
 		Presence: n,
 		Chat:     n,
-		Files:    n,
+		Files:    n.files,
 		Profiles: n,
 		Names:    n,
 		Mailbox:  n,
@@ -82,13 +82,4 @@ func (n *Node) RemoveContact(ctx context.Context, ref string) (store.Contact, er
 	n.p2p.SetBlocked(c.PeerID, false)
 	n.log.Info("contact removed", "peer", c.PeerID.ShortString(), "name", c.Name)
 	return c, nil
-}
-
-// File is one transfer by ID or unique prefix.
-func (n *Node) File(ctx context.Context, ref string) (control.Transfer, error) {
-	t, err := n.findTransfer(ctx, ref)
-	if err != nil {
-		return control.Transfer{}, err
-	}
-	return n.files.view(ctx, t, ""), nil
 }

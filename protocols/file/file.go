@@ -5,8 +5,11 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"io"
 	"math/bits"
 	"mime"
+	"net/http"
+	"path/filepath"
 	"strings"
 
 	"github.com/google/uuid"
@@ -207,6 +210,21 @@ func CleanMediaType(t string) string {
 		return fallback
 	}
 	return mime.FormatMediaType(mt, params)
+}
+
+// MediaTypeOf guesses the media type of a file to offer under name: from
+// the name's extension, else from the first bytes of r. The result has
+// been through CleanMediaType.
+func MediaTypeOf(r io.ReaderAt, name string) (string, error) {
+	if t := mime.TypeByExtension(filepath.Ext(name)); t != "" {
+		return CleanMediaType(t), nil
+	}
+	buf := make([]byte, 512)
+	n, err := r.ReadAt(buf, 0)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return "", err
+	}
+	return CleanMediaType(http.DetectContentType(buf[:n])), nil
 }
 
 // CheckNote validates a note a user wants to send with a file.

@@ -144,7 +144,7 @@ func serve(t *testing.T, recv, send host.Host, p file.Provider, opts ...file.Opt
 	m := wire.NewMetrics(nil)
 	if p != nil {
 		svc := file.New(send, p, append([]file.Option{file.WithMetrics(m)}, opts...)...)
-		t.Cleanup(svc.Close)
+		t.Cleanup(func() { require.NoError(t, svc.Close()) })
 	}
 	return recv, send, m
 }
@@ -541,8 +541,53 @@ func TestCloseIdempotent(t *testing.T) {
 	require.NoError(t, err)
 	defer mn.Close()
 	svc := file.New(mn.Hosts()[0], newProvider())
-	svc.Close()
-	svc.Close()
+	require.NoError(t, svc.Close())
+	require.NoError(t, svc.Close())
+}
+
+// blockingProvider's Source blocks until the service's context ends.
+type blockingProvider struct {
+	entered  chan struct{}
+	returned chan struct{}
+}
+
+func (p *blockingProvider) Source(ctx context.Context, _ peer.ID, _ file.TransferID, _ network.Conn, _ pb.Kind) (*file.Source, error) {
+	close(p.entered)
+	<-ctx.Done()
+	close(p.returned)
+	return nil, ctx.Err()
+}
+
+// TestCloseWaitsForHandlers: Close aborts a handler in flight and returns
+// only once it has ended; the receiver sees its stream end.
+func TestCloseWaitsForHandlers(t *testing.T) {
+	mn, err := mocknet.WithNPeers(2)
+	require.NoError(t, err)
+	defer mn.Close()
+	require.NoError(t, mn.LinkAll())
+	require.NoError(t, mn.ConnectAllButSelf())
+	recv, send := mn.Hosts()[0], mn.Hosts()[1]
+	p := &blockingProvider{entered: make(chan struct{}), returned: make(chan struct{})}
+	svc := file.New(send, p)
+	f := newTestFile(t, 10, file.MinChunkSize)
+	fetched := make(chan error, 1)
+	go func() {
+		_, err := file.FetchSums(ctx(t), recv, send.ID(), f.offer, file.FetchOptions{})
+		fetched <- err
+	}()
+	select {
+	case <-p.entered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the handler never asked the provider")
+	}
+	require.NoError(t, svc.Close())
+	select {
+	case <-p.returned:
+	default:
+		t.Fatal("Close returned before the handler ended")
+	}
+	require.Error(t, <-fetched)
+	require.NoError(t, svc.Close())
 }
 
 func TestNoConnection(t *testing.T) {

@@ -123,3 +123,18 @@ func FuzzSafeName(f *testing.F) {
 		}
 	})
 }
+
+func TestMediaTypeOf(t *testing.T) {
+	for _, c := range []struct {
+		name, data, want string
+	}{
+		{"photo.png", "not really a png", "image/png"},
+		{"notes", "plain words\n", "text/plain; charset=utf-8"},
+		{"blob", "\x00\x01\x02\x03", "application/octet-stream"},
+		{"empty", "", "text/plain; charset=utf-8"},
+	} {
+		got, err := file.MediaTypeOf(strings.NewReader(c.data), c.name)
+		require.NoError(t, err, c.name)
+		require.Equal(t, c.want, got, c.name)
+	}
+}

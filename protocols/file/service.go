@@ -108,9 +108,9 @@ type Service struct {
 
 	ctx    context.Context
 	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	wg     sync.WaitGroup // the handlers in flight
 
-	mu     sync.Mutex
+	mu     sync.Mutex // guards the following fields
 	closed bool
 	active map[peer.ID]int
 }
@@ -136,18 +136,31 @@ func New(h host.Host, p Provider, opts ...Option) *Service {
 }
 
 // Close removes the handler, aborts the streams being served and waits
-// for them. It is safe to call more than once.
-func (s *Service) Close() {
+// for every handler in flight, including those still reading a request. It
+// is safe to call more than once.
+func (s *Service) Close() error {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
-		return
+		return nil
 	}
 	s.closed = true
 	s.mu.Unlock()
 	s.h.RemoveStreamHandler(ID)
 	s.cancel()
 	s.wg.Wait()
+	return nil
+}
+
+// enter registers a handler in flight; false once the service is closed.
+func (s *Service) enter() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.wg.Add(1)
+	return true
 }
 
 func (s *Service) acquire(p peer.ID) bool {
@@ -157,7 +170,6 @@ func (s *Service) acquire(p peer.ID) bool {
 		return false
 	}
 	s.active[p]++
-	s.wg.Add(1)
 	return true
 }
 
@@ -167,10 +179,18 @@ func (s *Service) release(p peer.ID) {
 	if s.active[p]--; s.active[p] <= 0 {
 		delete(s.active, p)
 	}
-	s.wg.Done()
 }
 
 func (s *Service) handle(st network.Stream) {
+	if !s.enter() {
+		_ = st.Reset()
+		return
+	}
+	defer s.wg.Done()
+	// Close aborts us: reset the stream so that blocked reads and writes
+	// return.
+	stop := context.AfterFunc(s.ctx, func() { _ = st.Reset() })
+	defer stop()
 	from := st.Conn().RemotePeer()
 	err := wire.Serve(st, wire.ServeOptions{Service: ServiceName, Memory: readAhead*pieceSize + MaxHashesSize}, func(st network.Stream) error {
 		return s.serve(st, from)
@@ -197,9 +217,6 @@ func (s *Service) serve(st network.Stream, from peer.ID) error {
 		return s.answer(st, &pb.Response{Status: pb.Status_BUSY, Reason: fmt.Sprintf("at most %d transfers at once", s.cfg.perPeer)})
 	}
 	defer s.release(from)
-	// Close aborts us: reset the stream so that blocked writes return.
-	stop := context.AfterFunc(s.ctx, func() { st.Reset() })
-	defer stop()
 
 	id := TransferID(req.GetTransfer())
 	src, err := s.p.Source(s.ctx, from, id, st.Conn(), req.GetKind())
