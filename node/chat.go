@@ -101,11 +101,11 @@ func newChatter(n *Node) *chatter {
 		boxes:   map[peer.ID]*outbox{},
 		waiters: map[chat.MsgID][]chan delivery{},
 	}
-	c.svc = chat.NewService(n.host, c, &chat.Options{Log: n.log, Metrics: n.metrics})
+	c.svc = chat.New(n.host, c, chat.WithLogger(n.log), chat.WithMetrics(n.metrics))
 	return c
 }
 
-func (c *chatter) close() { c.svc.Close() }
+func (c *chatter) close() { _ = c.svc.Close() }
 
 // box returns p's outbox state, creating it.
 func (c *chatter) box(p peer.ID) *outbox {
