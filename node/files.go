@@ -489,7 +489,7 @@ func (m *fileMgr) download(ctx context.Context, t *store.Transfer, path string) 
 	defer m.stopLive(t.ID)
 	cp := newCheckpointer(m.n.store, f, t.ID, t.DoneBytes)
 	opts.Opened = func(c network.Conn) {
-		via := connPath(c)
+		via := core.PathOf(c).String()
 		m.n.log.Debug("file stream open", "transfer", t.ID, "via", via, "transport", transportName(c.RemoteMultiaddr()))
 		live.mu.Lock()
 		live.path = via
@@ -875,7 +875,7 @@ func (m *fileMgr) Source(ctx context.Context, from peer.ID, id file.TransferID, 
 	m.mu.Lock()
 	m.aborts[t.ID] = abort
 	m.mu.Unlock()
-	via := connPath(conn)
+	via := core.PathOf(conn).String()
 	live := m.startLive(t, 0)
 	live.mu.Lock()
 	live.path = via
@@ -1039,9 +1039,7 @@ func (m *fileMgr) queued(q *store.OutboxEntry) {
 	if q == nil {
 		return
 	}
-	if ob := m.n.chat.existingBox(q.Peer); ob != nil {
-		ob.wake()
-	}
+	m.n.chat.Wake(q.Peer)
 }
 
 // ---------------------------------------------------------------------
@@ -1178,7 +1176,7 @@ func (m *fileMgr) ref(id chat.MsgID) *control.FileRef {
 }
 
 func (m *fileMgr) label(ctx context.Context, p peer.ID) string {
-	if n := m.n.chat.contactName(ctx, p); n != "" {
+	if n := m.n.chat.ContactName(ctx, p); n != "" {
 		return n
 	}
 	return p.String()
@@ -1187,7 +1185,7 @@ func (m *fileMgr) label(ctx context.Context, p peer.ID) string {
 // ---------------------------------------------------------------------
 // Helpers
 
-func limitedConn(c network.Conn) bool { return connPath(c) == control.PathRelayed }
+func limitedConn(c network.Conn) bool { return core.PathOf(c) == core.PathRelayed }
 
 func isDiskFull(err error) bool {
 	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) || errors.Is(err, store.ErrDiskFull)

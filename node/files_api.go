@@ -14,6 +14,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	nodechat "github.com/natterim/natter/node/chat"
 	"github.com/natterim/natter/node/control"
 	"github.com/natterim/natter/node/core"
 	"github.com/natterim/natter/node/store"
@@ -39,7 +40,7 @@ func (n *Node) SendFile(ctx context.Context, ref string, req control.SendFileReq
 	if err != nil {
 		return control.Transfer{}, err
 	}
-	if err := canChat(c); err != nil {
+	if err := nodechat.CanChat(c); err != nil {
 		return control.Transfer{}, err
 	}
 	if !filepath.IsAbs(req.Path) {
@@ -101,7 +102,7 @@ func (n *Node) SendFile(ctx context.Context, ref string, req control.SendFileReq
 	t.CreatedAt, t.UpdatedAt = now, now
 	n.log.Info("file offered", "transfer", id, "peer", c.PeerID.ShortString(), "size", t.Size)
 	sm := store.Message{ID: id, Peer: c.PeerID, Outgoing: true, Kind: store.KindFile, Text: req.Note, Seq: entry.Seq, SentAt: now, Status: store.StatusQueued}
-	cm := n.chat.toAPI(sm, c.Name)
+	cm := n.chat.ToAPI(sm, c.Name)
 	n.publish(control.Event{Type: control.EventMessage, PeerID: c.PeerID.String(), Name: c.Name, Message: &cm})
 	return n.files.publishAs(t, c.Name), nil
 }

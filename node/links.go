@@ -105,16 +105,10 @@ func (n *Node) startContact(p peer.ID) {
 	l := &contactLink{id: p, cancel: cancel, done: make(chan struct{}), path: control.PathNone}
 	n.links.m[p] = l
 	n.host.ConnManager().Protect(p, "natter-contact")
-	ob := n.chat.box(p)
+	n.chat.Open(p)
 	n.goRun(func(context.Context) {
 		defer close(l.done)
-		delivered := make(chan struct{})
-		go func() {
-			defer close(delivered)
-			n.chat.run(ctx, ob)
-		}()
 		n.runContact(ctx, l)
-		<-delivered
 	})
 }
 
@@ -129,7 +123,7 @@ func (n *Node) stopContact(p peer.ID) {
 	}
 	l.cancel()
 	<-l.done
-	n.chat.dropBox(p)
+	n.chat.Drop(p)
 	n.host.ConnManager().Unprotect(p, "natter-contact")
 	if !n.isRendezvous(p) {
 		_ = n.host.Network().ClosePeer(p)

@@ -49,6 +49,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/natterim/natter/internal/dirlock"
+	nodechat "github.com/natterim/natter/node/chat"
 	"github.com/natterim/natter/node/core"
 	"github.com/natterim/natter/node/store"
 	rdvproto "github.com/natterim/natter/protocols/rendezvous"
@@ -99,7 +100,7 @@ type Node struct {
 
 	rdvs  []*rdvLink
 	links *contactLinks
-	chat  *chatter
+	chat  *nodechat.Service
 	mail  *mailer
 	files *fileMgr
 	gater *blockGater
@@ -195,8 +196,7 @@ func New(ctx context.Context, cfg Config, key crypto.PrivKey, opts ...Option) (_
 		return nil, err
 	}
 	n.links = newContactLinks()
-	n.chat = newChatter(n)
-	n.goRun(n.chat.commitLoop)
+	n.chat = n.newChat()
 	n.startServices()
 	n.startProfile()
 	n.names = newNameDir()
@@ -205,6 +205,7 @@ func New(ctx context.Context, cfg Config, key crypto.PrivKey, opts ...Option) (_
 		return nil, err
 	}
 	n.svcs = append(n.svcs, n.files)
+	n.registerFileKinds()
 	if err := n.files.start(ctx); err != nil {
 		return nil, err
 	}
@@ -251,6 +252,11 @@ func (n *Node) Close() error {
 		// show us offline at once.
 		n.pushOffline()
 		n.cancel()
+		// Chat stops with the node's context, as its goroutines always
+		// did: deliverers end, Enqueue fails with core.ErrClosed.
+		if n.chat != nil {
+			_ = n.chat.Close()
+		}
 		var errs []error
 		if n.api != nil {
 			errs = append(errs, n.api.close())
@@ -266,9 +272,6 @@ func (n *Node) Close() error {
 		n.wg.Wait()
 		for _, s := range n.svcs {
 			s.Close()
-		}
-		if n.chat != nil {
-			n.chat.close()
 		}
 		n.events.Close()
 		if n.dht != nil {
