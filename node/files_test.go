@@ -285,7 +285,7 @@ func TestFileHostileOffers(t *testing.T) {
 			SHA256: o.SHA256, ChunkSize: o.ChunkSize, Root: o.Root, Path: src, SrcMtime: fi.ModTime().UnixNano()}
 		_, err = a.store.OfferFile(ctx, tr, hashes.Sums, store.NewOutgoing{ID: id, Peer: b.ID(), Kind: store.KindFile, SentAt: time.Now(), Payload: payload})
 		require.NoError(t, err)
-		a.chat.existingBox(b.ID()).wake()
+		a.chat.Wake(b.ID())
 		return id.String()
 	}
 	downloads := filepath.Join(b.cfg.DataDir, "downloads")

@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/proto"
 
+	nodechat "github.com/natterim/natter/node/chat"
 	"github.com/natterim/natter/node/control"
 	"github.com/natterim/natter/node/core"
 	"github.com/natterim/natter/node/store"
@@ -458,7 +459,7 @@ func (m *mailer) depositAt(ctx context.Context, p peer.ID, tok []byte, srv mailS
 					return err
 				}
 			}
-			payload, err := proto.Marshal(toWire(e.OutboxEntry))
+			payload, err := proto.Marshal(nodechat.ToWire(e.OutboxEntry))
 			if err != nil {
 				return err
 			}
@@ -510,7 +511,7 @@ func (m *mailer) depositAt(ctx context.Context, p peer.ID, tok []byte, srv mailS
 		if err != nil {
 			return err
 		}
-		m.n.chat.applyChanges(p, changes)
+		m.n.chat.ApplyChanges(p, changes)
 		if len(stored) > 0 {
 			m.n.log.Info("messages stored in a contact's mailbox", "peer", p.ShortString(), "server", srv.ai.ID.ShortString(), "count", len(stored))
 		}
@@ -674,7 +675,7 @@ func (m *mailer) take(ctx context.Context, server peer.ID, boxes []mailbox.Store
 			receipts = append(receipts, store.NewOutgoing{ID: chat.NewID(), Peer: p, Kind: store.KindDelivered, Refs: chunk, SentAt: time.Now()})
 		}
 		if len(receipts) > 0 {
-			if _, err := n.chat.enqueue(ctx, receipts); err != nil {
+			if _, err := n.chat.Enqueue(ctx, receipts); err != nil {
 				n.log.Warn("mailbox: cannot queue delivered receipts; the messages stay in the mailbox", "peer", p.ShortString(), "err", err)
 				continue
 			}
@@ -795,7 +796,7 @@ func (m *mailer) applyFates(ctx context.Context, server peer.ID, rs []store.Depo
 	}
 	for p, chs := range byPeer {
 		m.n.log.Info("stored messages failed", "peer", p.ShortString(), "count", len(chs), "reason", chs[0].Reason)
-		m.n.chat.applyChanges(p, chs)
+		m.n.chat.ApplyChanges(p, chs)
 	}
 	return nil
 }

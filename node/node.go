@@ -29,6 +29,7 @@ import (
 
 	"github.com/natterim/natter/internal/dirlock"
 	"github.com/natterim/natter/node/api"
+	nodechat "github.com/natterim/natter/node/chat"
 	"github.com/natterim/natter/node/core"
 	"github.com/natterim/natter/node/files"
 	"github.com/natterim/natter/node/links"
@@ -71,8 +72,8 @@ type Node struct {
 	metrics *wire.Metrics
 	events  *core.Bus
 
-	links *contactLinks // per contact: its chat deliverer, presence, request retry
-	chat  *chatter
+	links *contactLinks // per contact: presence, request retry
+	chat  *nodechat.Service
 	mail  *mailer
 	files *files.Manager
 	reqs  *requests
@@ -146,8 +147,7 @@ func New(ctx context.Context, cfg Config, key crypto.PrivKey, opts ...Option) (_
 	}
 	n.host = n.p2p.Host()
 	n.log = n.log.With("self", n.host.ID().ShortString())
-	n.chat = newChatter(n)
-	n.goRun(n.chat.commitLoop)
+	n.chat = n.newChat()
 	n.startServices()
 	n.startProfile()
 	n.names = newNameDir()
@@ -155,6 +155,7 @@ func New(ctx context.Context, cfg Config, key crypto.PrivKey, opts ...Option) (_
 	if n.files, err = n.newFiles(ctx); err != nil {
 		return nil, err
 	}
+	n.registerFileKinds()
 	n.goRun(n.idleLoop)
 
 	if n.api, err = n.startAPI(); err != nil {
@@ -195,6 +196,11 @@ func (n *Node) Close() error {
 		// show us offline at once.
 		n.pushOffline()
 		n.cancel()
+		// Chat stops with the node's context, as its goroutines always
+		// did: deliverers end, Enqueue fails with core.ErrClosed.
+		if n.chat != nil {
+			_ = n.chat.Close()
+		}
 		var errs []error
 		if n.files != nil {
 			// Stop the transfer runners with the node's other loops,
@@ -214,9 +220,6 @@ func (n *Node) Close() error {
 		n.wg.Wait()
 		for _, s := range n.svcs {
 			s.Close()
-		}
-		if n.chat != nil {
-			n.chat.close()
 		}
 		n.events.Close()
 		if n.p2p != nil {

@@ -22,7 +22,7 @@ func (n *Node) startAPI() (*api.Server, error) {
 		Node:     n,
 		Contacts: n,
 		Presence: n,
-		Chat:     n,
+		Chat:     n.chat,
 		Files:    n.files,
 		Profiles: n,
 		Names:    n,

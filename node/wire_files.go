@@ -5,9 +5,7 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
-	"github.com/natterim/natter/node/control"
 	"github.com/natterim/natter/node/files"
-	"github.com/natterim/natter/node/store"
 )
 
 // newFiles starts file transfer (node/files) with what it needs of the
@@ -20,25 +18,8 @@ func (n *Node) newFiles(ctx context.Context) (*files.Manager, error) {
 		RelayMax:      n.cfg.Files.RelayMax,
 		StallTimeout:  n.cfg.Files.StallTimeout,
 	}
-	return files.New(ctx, cfg, n.host, n.store, n.p2p, filesChat{n}, filesPolicy{n}, n.events,
+	return files.New(ctx, cfg, n.host, n.store, n.p2p, n.chat, filesPolicy{n}, n.events,
 		files.WithLogger(n.log), files.WithMetrics(n.metrics))
-}
-
-// filesChat implements files.Chat.
-type filesChat struct{ n *Node }
-
-func (c filesChat) Wake(p peer.ID) {
-	if ob := c.n.chat.existingBox(p); ob != nil {
-		ob.wake()
-	}
-}
-
-func (c filesChat) ContactName(ctx context.Context, p peer.ID) string {
-	return c.n.chat.contactName(ctx, p)
-}
-
-func (c filesChat) ToAPI(m store.Message, name string) control.Message {
-	return c.n.chat.toAPI(m, name)
 }
 
 // filesPolicy implements files.Policy.

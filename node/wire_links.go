@@ -145,33 +145,22 @@ func (n *Node) startContact(p peer.ID) {
 	if _, ok := n.links.m[p]; ok || n.ctx.Err() != nil {
 		return
 	}
-	ctx, cancel := context.WithCancel(n.ctx)
-	l := &contactLink{id: p, n: n, cancel: cancel, done: make(chan struct{})}
-	n.links.m[p] = l
+	n.links.m[p] = &contactLink{id: p, n: n}
 	n.p2p.StartContact(p)
-	ob := n.chat.box(p)
-	n.goRun(func(context.Context) {
-		defer close(l.done)
-		n.chat.run(ctx, ob)
-	})
+	n.chat.Open(p)
 }
 
 // stopContact stops the link with p and its deliverer, and closes our
 // connections to it.
 func (n *Node) stopContact(p peer.ID) {
 	n.links.mu.Lock()
-	l, ok := n.links.m[p]
+	_, ok := n.links.m[p]
 	delete(n.links.m, p)
 	n.links.mu.Unlock()
-	if ok {
-		l.cancel()
-	}
 	n.p2p.StopContact(p)
-	if !ok {
-		return
+	if ok {
+		n.chat.Drop(p)
 	}
-	<-l.done
-	n.chat.dropBox(p)
 }
 
 // retryRequest sends our pending friend request again if the last one is

@@ -15,6 +15,12 @@
 //	  |<--------------- Frame{acks: m65..m90} -|  store m65..m90
 //	  |        ... idle, stream stays open ... |
 //
+// Sender keeps that window on the opener's side: Send blocks while
+// DefaultWindow batches await their ack; its reader matches each ack to the
+// oldest batch in flight and hands it out in order; an ack that does not
+// match, none within the ack timeout, or a reset ends the stream (reset)
+// and the owner starts again from its oldest unacknowledged message.
+//
 // Delivery is at-least-once on the wire: after a reset the sender sends its
 // unacknowledged messages again, in order, and the receiver de-duplicates by
 // id, so each message is stored exactly once and in the sender's order.

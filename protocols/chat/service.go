@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/host"
@@ -33,69 +34,139 @@ type Receiver interface {
 	Receive(ctx context.Context, from peer.ID, conn network.Conn, msgs []*pb.Message) error
 }
 
-// Options tune a Service.
-type Options struct {
-	// IdleTimeout closes a stream that carried nothing for this long
-	// (cleanly: everything on it was acknowledged).
-	IdleTimeout time.Duration
-	// StoreTimeout bounds one Receive call.
-	StoreTimeout time.Duration
-	// WriteTimeout bounds writing one ack, and reading the rest of a frame
-	// once its first byte arrived.
-	WriteTimeout time.Duration
-	Log          *slog.Logger
-	Metrics      *wire.Metrics
+// Option configures a Service.
+type Option func(*config)
+
+type config struct {
+	idle    time.Duration // IdleTimeout
+	store   time.Duration // bounds one Receive call
+	write   time.Duration // bounds writing one ack, and reading a started frame
+	log     *slog.Logger
+	metrics *wire.Metrics
 }
 
-// DefaultOptions are the options of NewService(h, r, nil).
-func DefaultOptions() Options {
-	return Options{
-		IdleTimeout:  5 * time.Minute,
-		StoreTimeout: 30 * time.Second,
-		WriteTimeout: 30 * time.Second,
+// Defaults of a Service.
+const (
+	DefaultIdleTimeout  = 5 * time.Minute
+	DefaultStoreTimeout = 30 * time.Second
+	DefaultWriteTimeout = 30 * time.Second
+)
+
+// WithIdleTimeout closes a stream that carried nothing for d (cleanly:
+// everything on it was acknowledged). Default DefaultIdleTimeout.
+func WithIdleTimeout(d time.Duration) Option {
+	return func(c *config) {
+		if d > 0 {
+			c.idle = d
+		}
 	}
 }
+
+// WithStoreTimeout bounds one Receive call. Default DefaultStoreTimeout.
+func WithStoreTimeout(d time.Duration) Option {
+	return func(c *config) {
+		if d > 0 {
+			c.store = d
+		}
+	}
+}
+
+// WithWriteTimeout bounds writing one ack, and reading the rest of a frame
+// once its first byte arrived. Default DefaultWriteTimeout.
+func WithWriteTimeout(d time.Duration) Option {
+	return func(c *config) {
+		if d > 0 {
+			c.write = d
+		}
+	}
+}
+
+// WithLogger sets the logger (default: discard).
+func WithLogger(l *slog.Logger) Option {
+	return func(c *config) {
+		if l != nil {
+			c.log = l
+		}
+	}
+}
+
+// WithMetrics counts reset streams
+// (natter_protocol_stream_errors_total{protocol="chat"}).
+func WithMetrics(m *wire.Metrics) Option { return func(c *config) { c.metrics = m } }
 
 // Service receives chat streams.
 type Service struct {
 	h    host.Host
 	r    Receiver
-	o    Options
-	ctx  context.Context
+	cfg  config
+	ctx  context.Context // aborts stores in progress on Close
 	stop context.CancelFunc
+	wg   sync.WaitGroup // the handlers in flight
+
+	mu      sync.Mutex // guards the following fields
+	closed  bool
+	streams map[network.Stream]struct{}
 }
 
-// NewService registers the chat handler on h. o may be nil.
-func NewService(h host.Host, r Receiver, o *Options) *Service {
-	opts := DefaultOptions()
-	if o != nil {
-		if o.IdleTimeout > 0 {
-			opts.IdleTimeout = o.IdleTimeout
-		}
-		if o.StoreTimeout > 0 {
-			opts.StoreTimeout = o.StoreTimeout
-		}
-		if o.WriteTimeout > 0 {
-			opts.WriteTimeout = o.WriteTimeout
-		}
-		opts.Log, opts.Metrics = o.Log, o.Metrics
+// New registers the chat handler on h; batches go to r. Close undoes it.
+func New(h host.Host, r Receiver, opts ...Option) *Service {
+	cfg := config{
+		idle:  DefaultIdleTimeout,
+		store: DefaultStoreTimeout,
+		write: DefaultWriteTimeout,
+		log:   slog.New(slog.DiscardHandler),
 	}
-	if opts.Log == nil {
-		opts.Log = slog.New(slog.DiscardHandler)
+	for _, o := range opts {
+		o(&cfg)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &Service{h: h, r: r, o: opts, ctx: ctx, stop: cancel}
+	s := &Service{h: h, r: r, cfg: cfg, ctx: ctx, stop: cancel, streams: map[network.Stream]struct{}{}}
 	h.SetStreamHandler(ID, s.handle)
 	return s
 }
 
-// Close unregisters the handler and aborts stores in progress.
-func (s *Service) Close() {
-	s.h.RemoveStreamHandler(ID)
-	s.stop()
+// Close removes the handler, aborts stores in progress, resets the
+// streams being served and waits for their handlers. It is idempotent.
+func (s *Service) Close() error {
+	s.mu.Lock()
+	if !s.closed {
+		s.closed = true
+		s.h.RemoveStreamHandler(ID)
+		s.stop()
+		for st := range s.streams {
+			_ = st.Reset()
+		}
+	}
+	s.mu.Unlock()
+	s.wg.Wait()
+	return nil
+}
+
+// track counts a handler in, unless the service is closed.
+func (s *Service) track(st network.Stream) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.streams[st] = struct{}{}
+	s.wg.Add(1)
+	return true
+}
+
+func (s *Service) untrack(st network.Stream) {
+	s.mu.Lock()
+	delete(s.streams, st)
+	s.mu.Unlock()
+	s.wg.Done()
 }
 
 func (s *Service) handle(st network.Stream) {
+	if !s.track(st) {
+		_ = st.Reset()
+		return
+	}
+	defer s.untrack(st)
 	from := st.Conn().RemotePeer()
 	err := wire.Serve(st, wire.ServeOptions{Service: ServiceName, Memory: MaxFrameSize}, func(st network.Stream) error {
 		if !s.r.Allow(s.ctx, from) {
@@ -104,8 +175,8 @@ func (s *Service) handle(st network.Stream) {
 		return s.serve(st, from)
 	})
 	if err != nil {
-		s.o.Metrics.StreamError("chat", err)
-		s.o.Log.Debug("chat stream ended", "peer", from.ShortString(), "err", err)
+		s.cfg.metrics.StreamError("chat", err)
+		s.cfg.log.Debug("chat stream ended", "peer", from.ShortString(), "err", err)
 	}
 }
 
@@ -115,7 +186,7 @@ func (s *Service) serve(st network.Stream, from peer.ID) error {
 		// Between frames every batch has been acknowledged, so a sender
 		// that went quiet (or closed) ends the stream cleanly; inside a
 		// frame a stall is an error.
-		if err := st.SetReadDeadline(time.Now().Add(s.o.IdleTimeout)); err != nil {
+		if err := st.SetReadDeadline(time.Now().Add(s.cfg.idle)); err != nil {
 			return err
 		}
 		if _, err := r.Peek(1); err != nil {
@@ -124,7 +195,7 @@ func (s *Service) serve(st network.Stream, from peer.ID) error {
 			}
 			return err
 		}
-		if err := st.SetReadDeadline(time.Now().Add(s.o.WriteTimeout)); err != nil {
+		if err := st.SetReadDeadline(time.Now().Add(s.cfg.write)); err != nil {
 			return err
 		}
 		var f pb.Frame
@@ -143,20 +214,20 @@ func (s *Service) serve(st network.Stream, from peer.ID) error {
 		for _, m := range msgs {
 			acks = append(acks, m.GetId())
 			if !Known(m.GetKind()) {
-				s.o.Log.Debug("ignoring chat message of unknown kind", "peer", from.ShortString(), "kind", int32(m.GetKind()))
+				s.cfg.log.Debug("ignoring chat message of unknown kind", "peer", from.ShortString(), "kind", int32(m.GetKind()))
 				continue
 			}
 			known = append(known, m)
 		}
 		if len(known) > 0 {
-			ctx, cancel := context.WithTimeout(s.ctx, s.o.StoreTimeout)
+			ctx, cancel := context.WithTimeout(s.ctx, s.cfg.store)
 			err := s.r.Receive(ctx, from, st.Conn(), known)
 			cancel()
 			if err != nil {
 				return fmt.Errorf("store batch: %w", err)
 			}
 		}
-		if err := st.SetWriteDeadline(time.Now().Add(s.o.WriteTimeout)); err != nil {
+		if err := st.SetWriteDeadline(time.Now().Add(s.cfg.write)); err != nil {
 			return err
 		}
 		if err := wire.WriteMsg(st, &pb.Frame{Acks: acks}, MaxFrameSize); err != nil {

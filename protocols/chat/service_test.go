@@ -99,8 +99,8 @@ func setup(t testing.TB, r chat.Receiver) (h1, h2 host.Host, m *wire.Metrics) {
 	hs := mn.Hosts()
 	h1, h2 = hs[0], hs[1]
 	m = wire.NewMetrics(nil)
-	svc := chat.NewService(h2, r, &chat.Options{Metrics: m, StoreTimeout: 5 * time.Second, WriteTimeout: 5 * time.Second})
-	t.Cleanup(svc.Close)
+	svc := chat.New(h2, r, chat.WithMetrics(m), chat.WithStoreTimeout(5*time.Second), chat.WithWriteTimeout(5*time.Second))
+	t.Cleanup(func() { require.NoError(t, svc.Close()) })
 	return h1, h2, m
 }
 
@@ -439,7 +439,7 @@ func TestIdleEndsCleanlyOverYamux(t *testing.T) {
 	h1, h2 := newHost(), newHost()
 	require.NoError(t, h1.Connect(context.Background(), peer.AddrInfo{ID: h2.ID(), Addrs: h2.Addrs()}))
 	m := wire.NewMetrics(nil)
-	svc := chat.NewService(h2, &fakeReceiver{}, &chat.Options{Metrics: m, IdleTimeout: 200 * time.Millisecond})
+	svc := chat.New(h2, &fakeReceiver{}, chat.WithMetrics(m), chat.WithIdleTimeout(200*time.Millisecond))
 	defer svc.Close()
 	s, err := chat.Open(context.Background(), h1, h2.ID(), 5*time.Second)
 	require.NoError(t, err)
@@ -451,5 +451,47 @@ func TestIdleEndsCleanlyOverYamux(t *testing.T) {
 	require.ErrorIs(t, err, io.EOF, "the receiver closes an idle stream, it does not reset it")
 	for _, r := range []string{"timeout", "reset", "other", "eof"} {
 		require.Zero(t, m.Count("chat", r), r)
+	}
+}
+
+// TestCloseWaitsForHandlers: Close aborts a Receive in progress, waits for
+// its handler, and can be called again.
+func TestCloseWaitsForHandlers(t *testing.T) {
+	mn, err := mocknet.WithNPeers(2)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = mn.Close() })
+	require.NoError(t, mn.LinkAll())
+	require.NoError(t, mn.ConnectAllButSelf())
+	h1, h2 := mn.Hosts()[0], mn.Hosts()[1]
+	r := &fakeReceiver{gate: make(chan struct{}), entered: make(chan struct{}, 1)}
+	svc := chat.New(h2, r)
+	s := open(t, h1, h2)
+	acks := readAcks(s, 1)
+	require.NoError(t, s.Send([]*pb.Message{textMsg("stuck")}))
+	select {
+	case <-r.entered:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Receive was not called")
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- svc.Close() }()
+	select {
+	case err := <-closed:
+		require.NoError(t, err)
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close did not return")
+	}
+	a := <-acks
+	require.Error(t, a.err, "the aborted batch was acknowledged")
+	require.Empty(t, r.stored())
+	require.NoError(t, svc.Close())
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if s2, err := chat.Open(ctx, h1, h2.ID(), ackTimeout); err == nil {
+		defer s2.Reset()
+		_ = s2.Send([]*pb.Message{textMsg("late")})
+		_, err = s2.ReadAck()
+		require.Error(t, err, "a closed service answered")
 	}
 }

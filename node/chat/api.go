@@ -1,4 +1,4 @@
-package node
+package chat
 
 import (
 	"context"
@@ -11,17 +11,12 @@ import (
 	"github.com/natterim/natter/node/control"
 	"github.com/natterim/natter/node/core"
 	"github.com/natterim/natter/node/store"
-	"github.com/natterim/natter/protocols/chat"
+	chatproto "github.com/natterim/natter/protocols/chat"
 	"github.com/natterim/natter/protocols/chat/pb"
 )
 
-const (
-	// maxWait bounds how long a send may wait for delivery.
-	maxWait = 10 * time.Minute
-)
-
-// canChat explains why c cannot be written to, if it cannot.
-func canChat(c store.Contact) error {
+// CanChat explains why c cannot be written to, if it cannot.
+func CanChat(c store.Contact) error {
 	switch c.State {
 	case store.StateAccepted:
 		return nil
@@ -33,24 +28,32 @@ func canChat(c store.Contact) error {
 	return core.Conflict(fmt.Errorf("%s is blocked", c.Label()))
 }
 
+// findContact resolves a contact reference (name or peer ID).
+func (s *Service) findContact(ctx context.Context, ref string) (store.Contact, error) {
+	c, err := s.contacts.FindContact(ctx, ref)
+	if errors.Is(err, store.ErrNotFound) {
+		return c, core.NotFound(fmt.Errorf("no contact %q (see: natter contacts list)", ref))
+	}
+	return c, err
+}
+
 // Send queues a text or nudge for a contact and returns once it is
 // durable in the outbox (or, with req.Wait, once it is delivered, or
 // failed, or the wait is over: it stays queued, or stored in the contact's
 // mailbox, and natter keeps trying).
-func (n *Node) Send(ctx context.Context, ref string, req control.SendRequest) (control.Message, error) {
-	n.touch()
-	c, err := n.findContactRef(ctx, ref)
+func (s *Service) Send(ctx context.Context, ref string, req control.SendRequest) (control.Message, error) {
+	c, err := s.findContact(ctx, ref)
 	if err != nil {
 		return control.Message{}, err
 	}
-	if err := canChat(c); err != nil {
+	if err := CanChat(c); err != nil {
 		return control.Message{}, err
 	}
-	m := store.NewOutgoing{ID: chat.NewID(), Peer: c.PeerID, SentAt: time.Now()}
+	m := store.NewOutgoing{ID: chatproto.NewID(), Peer: c.PeerID, SentAt: time.Now()}
 	switch req.Kind {
 	case "", control.KindText:
 		m.Kind, m.Text = store.KindText, req.Text
-		if err := chat.CheckText(req.Text); err != nil {
+		if err := chatproto.CheckText(req.Text); err != nil {
 			return control.Message{}, core.Invalid(fmt.Errorf("cannot send: %w", err))
 		}
 	case control.KindNudge:
@@ -63,8 +66,8 @@ func (n *Node) Send(ctx context.Context, ref string, req control.SendRequest) (c
 	}
 	var wait time.Duration
 	if req.Wait != "" {
-		if wait, err = time.ParseDuration(req.Wait); err != nil || wait < 0 || wait > maxWait {
-			return control.Message{}, core.Invalid(fmt.Errorf("wait: %q is not a duration up to %s", req.Wait, maxWait))
+		if wait, err = time.ParseDuration(req.Wait); err != nil || wait < 0 || wait > s.cfg.maxWait {
+			return control.Message{}, core.Invalid(fmt.Errorf("wait: %q is not a duration up to %s", req.Wait, s.cfg.maxWait))
 		}
 	}
 	var (
@@ -72,10 +75,10 @@ func (n *Node) Send(ctx context.Context, ref string, req control.SendRequest) (c
 		cancel  = func() {}
 	)
 	if wait > 0 {
-		updates, cancel = n.chat.waitFor(m.ID)
+		updates, cancel = s.waitFor(m.ID)
 	}
 	defer cancel()
-	entries, err := n.chat.enqueue(ctx, []store.NewOutgoing{m})
+	entries, err := s.Enqueue(ctx, []store.NewOutgoing{m})
 	if err != nil {
 		if errors.Is(err, store.ErrDiskFull) {
 			return control.Message{}, core.DiskFull(errors.New("disk full: the message was not sent (free some space and send it again)"))
@@ -83,9 +86,9 @@ func (n *Node) Send(ctx context.Context, ref string, req control.SendRequest) (c
 		return control.Message{}, err
 	}
 	sm := store.Message{ID: m.ID, Peer: m.Peer, Outgoing: true, Kind: m.Kind, Text: m.Text, Seq: entries[0].Seq, SentAt: m.SentAt, Status: store.StatusQueued}
-	out := n.chat.toAPI(sm, c.Name)
+	out := s.ToAPI(sm, c.Name)
 	published := out // subscribers get their own copy; out changes below
-	n.publish(control.Event{Type: control.EventMessage, PeerID: c.PeerID.String(), Name: c.Name, Message: &published})
+	s.pub.Publish(control.Event{Type: control.EventMessage, PeerID: c.PeerID.String(), Name: c.Name, Message: &published})
 	if wait == 0 {
 		return out, nil
 	}
@@ -108,128 +111,124 @@ func (n *Node) Send(ctx context.Context, ref string, req control.SendRequest) (c
 			// Stored in the contact's mailbox: keep waiting for the
 			// delivered receipt until the wait is over.
 		case <-timer.C:
-			return n.reload(ctx, out), nil
+			return s.reload(ctx, out), nil
 		case <-ctx.Done():
-			return n.reload(context.WithoutCancel(ctx), out), nil
+			return s.reload(context.WithoutCancel(ctx), out), nil
 		}
 	}
 }
 
 // reload refreshes a message's status from the store.
-func (n *Node) reload(ctx context.Context, m control.Message) control.Message {
-	id, err := chat.ParseID(m.ID)
+func (s *Service) reload(ctx context.Context, m control.Message) control.Message {
+	id, err := chatproto.ParseID(m.ID)
 	if err != nil {
 		return m
 	}
-	sm, err := n.store.MessageByID(ctx, id)
+	sm, err := s.history.MessageByID(ctx, id)
 	if err != nil {
 		return m
 	}
-	return n.chat.toAPI(sm, m.Contact)
+	return s.ToAPI(sm, m.Contact)
 }
 
 // History returns a page of the conversation with a contact, oldest first.
-func (n *Node) History(ctx context.Context, ref string, before string, limit int) ([]control.Message, error) {
-	c, err := n.findContactRef(ctx, ref)
+func (s *Service) History(ctx context.Context, ref string, before string, limit int) ([]control.Message, error) {
+	c, err := s.findContact(ctx, ref)
 	if err != nil {
 		return nil, err
 	}
-	var b *chat.MsgID
+	var b *chatproto.MsgID
 	if before != "" {
-		id, err := chat.ParseID(before)
+		id, err := chatproto.ParseID(before)
 		if err != nil {
 			return nil, core.Invalid(err)
 		}
 		b = &id
 	}
-	ms, err := n.store.History(ctx, c.PeerID, b, limit)
+	ms, err := s.history.History(ctx, c.PeerID, b, limit)
 	if err != nil {
 		if errors.Is(err, store.ErrNotFound) {
 			return nil, core.NotFound(fmt.Errorf("no message %s in the conversation with %s", before, c.Label()))
 		}
 		return nil, err
 	}
-	return n.toAPIMessages(ctx, ms), nil
+	return s.toAPIMessages(ctx, ms), nil
 }
 
-func (n *Node) toAPIMessages(ctx context.Context, ms []store.Message) []control.Message {
+func (s *Service) toAPIMessages(ctx context.Context, ms []store.Message) []control.Message {
 	names := map[peer.ID]string{}
 	out := make([]control.Message, 0, len(ms))
 	for _, m := range ms {
 		name, ok := names[m.Peer]
 		if !ok {
-			name = n.chat.contactName(ctx, m.Peer)
+			name = s.ContactName(ctx, m.Peer)
 			names[m.Peer] = name
 		}
-		out = append(out, n.chat.toAPI(m, name))
+		out = append(out, s.ToAPI(m, name))
 	}
 	return out
 }
 
 // Search finds messages in all history, or one contact's if ref is set.
-func (n *Node) Search(ctx context.Context, query, ref string, limit int) ([]control.Message, error) {
+func (s *Service) Search(ctx context.Context, query, ref string, limit int) ([]control.Message, error) {
 	var p peer.ID
 	if ref != "" {
-		c, err := n.findContactRef(ctx, ref)
+		c, err := s.findContact(ctx, ref)
 		if err != nil {
 			return nil, err
 		}
 		p = c.PeerID
 	}
-	ms, err := n.store.Search(ctx, query, p, limit)
+	ms, err := s.history.Search(ctx, query, p, limit)
 	if err != nil {
 		if errors.Is(err, store.ErrBadQuery) {
 			return nil, core.Invalid(err)
 		}
 		return nil, err
 	}
-	return n.toAPIMessages(ctx, ms), nil
+	return s.toAPIMessages(ctx, ms), nil
 }
 
 // receiptsOn reports whether read receipts go to c.
-func (n *Node) receiptsOn(c store.Contact) bool {
+func (s *Service) receiptsOn(c store.Contact) bool {
 	if c.ReadReceipts != nil {
 		return *c.ReadReceipts
 	}
-	return n.cfg.Chat.ReadReceipts
+	return s.cfg.readReceipts
 }
 
 // MarkRead marks a conversation read and, if receipts are on for the
 // contact, queues a read receipt.
-func (n *Node) MarkRead(ctx context.Context, ref string) (control.ReadResult, error) {
-	n.touch()
-	c, err := n.findContactRef(ctx, ref)
+func (s *Service) MarkRead(ctx context.Context, ref string) (control.ReadResult, error) {
+	c, err := s.findContact(ctx, ref)
 	if err != nil {
 		return control.ReadResult{}, err
 	}
-	on := n.receiptsOn(c)
-	ids, receipts, err := n.store.MarkRead(ctx, c.PeerID, on)
+	on := s.receiptsOn(c)
+	ids, receipts, err := s.history.MarkRead(ctx, c.PeerID, on)
 	if err != nil {
 		return control.ReadResult{}, err
 	}
 	if len(receipts) > 0 {
-		if ob := n.chat.existingBox(c.PeerID); ob != nil {
-			ob.wake()
-		}
+		s.Wake(c.PeerID)
 	}
 	if len(ids) > 0 {
-		n.publish(control.Event{Type: control.EventRead, PeerID: c.PeerID.String(), Name: c.Name})
+		s.pub.Publish(control.Event{Type: control.EventRead, PeerID: c.PeerID.String(), Name: c.Name})
 	}
 	return control.ReadResult{Marked: len(ids), Receipts: on}, nil
 }
 
 // Typing tells a connected contact that the user started or stopped
 // typing. It is best effort and reports whether the notice went out.
-func (n *Node) Typing(ctx context.Context, ref string, typing bool) (bool, error) {
-	n.touch()
-	c, err := n.findContactRef(ctx, ref)
+func (s *Service) Typing(ctx context.Context, ref string, typing bool) (bool, error) {
+	c, err := s.findContact(ctx, ref)
 	if err != nil {
 		return false, err
 	}
-	if path, _ := n.pathTo(c.PeerID); path == control.PathNone {
+	if path, _ := s.links.Path(c.PeerID); path == core.PathNone {
 		return false, nil
 	}
-	ob := n.chat.existingBox(c.PeerID)
+	ob := s.box(c.PeerID)
 	if ob == nil {
 		return false, nil
 	}
@@ -237,7 +236,7 @@ func (n *Node) Typing(ctx context.Context, ref string, typing bool) (bool, error
 	if typing {
 		k = pb.Kind_TYPING_STARTED
 	}
-	id := chat.NewID()
+	id := chatproto.NewID()
 	select {
 	case ob.eph <- ephemeral{msg: &pb.Message{Id: id[:], Kind: k, SentAtMs: time.Now().UnixMilli(), Seq: 0}, at: time.Now()}:
 		return true, nil
@@ -248,8 +247,8 @@ func (n *Node) Typing(ctx context.Context, ref string, typing bool) (bool, error
 
 // SetReceipts sets a contact's read-receipt override: "on", "off" or
 // "default".
-func (n *Node) SetReceipts(ctx context.Context, ref, mode string) (store.Contact, error) {
-	c, err := n.findContactRef(ctx, ref)
+func (s *Service) SetReceipts(ctx context.Context, ref, mode string) (store.Contact, error) {
+	c, err := s.findContact(ctx, ref)
 	if err != nil {
 		return c, err
 	}
@@ -262,7 +261,7 @@ func (n *Node) SetReceipts(ctx context.Context, ref, mode string) (store.Contact
 	default:
 		return c, core.Invalid(fmt.Errorf("read receipts: %q is not on, off or default", mode))
 	}
-	if err := n.store.UpdateContact(ctx, c); err != nil {
+	if err := s.contacts.UpdateContact(ctx, c); err != nil {
 		return c, err
 	}
 	return c, nil
