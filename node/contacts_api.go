@@ -11,7 +11,7 @@ func (n *Node) handleAccept(w http.ResponseWriter, r *http.Request) {
 	if r.ContentLength != 0 && !decodeBody(w, r, &req) {
 		return
 	}
-	c, err := n.AcceptContact(r.Context(), r.PathValue("ref"), req.Name)
+	c, err := n.social.AcceptContact(r.Context(), r.PathValue("ref"), req.Name)
 	if err != nil {
 		writeErr(w, statusOf(err), err)
 		return
@@ -20,7 +20,7 @@ func (n *Node) handleAccept(w http.ResponseWriter, r *http.Request) {
 }
 
 func (n *Node) handleReject(w http.ResponseWriter, r *http.Request) {
-	c, err := n.RejectContact(r.Context(), r.PathValue("ref"))
+	c, err := n.social.RejectContact(r.Context(), r.PathValue("ref"))
 	if err != nil {
 		writeErr(w, statusOf(err), err)
 		return
@@ -29,7 +29,7 @@ func (n *Node) handleReject(w http.ResponseWriter, r *http.Request) {
 }
 
 func (n *Node) handleBlock(w http.ResponseWriter, r *http.Request) {
-	c, err := n.BlockContact(r.Context(), r.PathValue("ref"))
+	c, err := n.social.BlockContact(r.Context(), r.PathValue("ref"))
 	if err != nil {
 		writeErr(w, statusOf(err), err)
 		return
@@ -42,7 +42,8 @@ func (n *Node) handlePresence(w http.ResponseWriter, r *http.Request) {
 	if !decodeBody(w, r, &req) {
 		return
 	}
-	st, err := n.SetPresence(r.Context(), req)
+	n.touch()
+	st, err := n.social.SetPresence(r.Context(), req)
 	if err != nil {
 		writeErr(w, statusOf(err), err)
 		return

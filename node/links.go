@@ -73,15 +73,6 @@ type contactLink struct {
 	remote  ma.Multiaddr
 	rtt     time.Duration
 	lastErr string
-
-	// Presence the contact pushed (see presence.go); presenceSent is
-	// true once ours reached it over the current connection.
-	presence     string
-	statusMsg    string
-	presenceSet  time.Time
-	presenceSent bool
-	// lastRequest is when our pending friend request was last sent.
-	lastRequest time.Time
 }
 
 func (l *contactLink) setErr(err error) {
@@ -261,7 +252,7 @@ func (n *Node) runContact(ctx context.Context, l *contactLink) {
 			if path == control.PathNone {
 				continue
 			}
-			n.retryRequest(ctx, l)
+			n.social.HandleLink(core.LinkEvent{Peer: p, Change: core.LinkPinged, Path: pathOf(path)})
 			n.retryToken(p)
 			rtt, _, err := n.pingPeer(ctx, p)
 			if err != nil {
@@ -301,41 +292,18 @@ func (n *Node) updatePath(ctx context.Context, l *contactLink) string {
 		n.publish(control.Event{Type: control.EventLink, PeerID: l.id.String(), Name: name, Connected: path != control.PathNone, Path: path})
 		switch {
 		case path == control.PathNone:
-			l.resetPresence()
-			n.publish(control.Event{Type: control.EventPresence, PeerID: l.id.String(), Name: name, Presence: control.PresenceOffline})
+			n.social.HandleLink(core.LinkEvent{Peer: l.id, Change: core.LinkDown, Path: core.PathNone})
 		case old == control.PathNone:
-			// A connection opened: tell the contact our presence, or
-			// deliver our friend request; renew its deposit token.
-			l.mu.Lock()
-			l.lastRequest = time.Now()
-			l.mu.Unlock()
+			// A connection opened: social tells the contact our presence,
+			// or delivers our friend request; renew its deposit token.
+			n.social.HandleLink(core.LinkEvent{Peer: l.id, Change: core.LinkUp, Path: pathOf(path)})
 			p := l.id
-			n.goRun(func(ctx context.Context) {
-				n.pushPresence(ctx, p)
-				n.sendRequest(ctx, p)
-				n.pushToken(ctx, p)
-			})
+			n.goRun(func(ctx context.Context) { n.pushToken(ctx, p) })
+		default:
+			n.social.HandleLink(core.LinkEvent{Peer: l.id, Change: core.LinkPathChanged, Path: pathOf(path)})
 		}
 	}
 	return path
-}
-
-// retryRequest sends our pending friend request again if the last one is
-// older than requestRetry (its answer may have been lost).
-func (n *Node) retryRequest(ctx context.Context, l *contactLink) {
-	l.mu.Lock()
-	due := time.Since(l.lastRequest) >= requestRetry
-	if due {
-		l.lastRequest = time.Now()
-	}
-	l.mu.Unlock()
-	if !due {
-		return
-	}
-	if c, err := n.store.ContactByPeer(ctx, l.id); err == nil && c.State == store.StatePendingOut {
-		p := l.id
-		n.goRun(func(ctx context.Context) { n.sendRequest(ctx, p) })
-	}
 }
 
 // pathTo names the best connection to p: direct if any connection is
@@ -507,7 +475,7 @@ func (n *Node) contactStatus(ctx context.Context) ([]control.ContactStatus, erro
 	if err != nil {
 		return nil, err
 	}
-	warnings := n.nameWarnings(ctx)
+	warnings := n.social.NameWarnings(ctx)
 	out := make([]control.ContactStatus, 0, len(cs))
 	for _, c := range cs {
 		st := control.ContactStatus{PeerID: c.PeerID.String(), Name: c.Name, State: string(c.State), Path: control.PathNone, Warning: warnings[c.PeerID]}
@@ -528,10 +496,10 @@ func (n *Node) contactStatus(ctx context.Context) ([]control.ContactStatus, erro
 			l.mu.Lock()
 			st.RTTMillis = millis(l.rtt)
 			st.LastError = l.lastErr
-			if c.State == store.StateAccepted {
-				st.Presence, st.StatusMessage = l.presenceLocked(st.Connected)
-			}
 			l.mu.Unlock()
+			if c.State == store.StateAccepted {
+				st.Presence, st.StatusMessage = n.social.ContactPresence(c.PeerID, st.Connected)
+			}
 		}
 		if !st.Connected {
 			st.RTTMillis = 0

@@ -141,7 +141,7 @@ func TestNamesAcrossTwoRendezvous(t *testing.T) {
 			l.mu.Unlock()
 		}
 	}
-	bob.kickNames()
+	bob.social.KickNames()
 	require.Eventually(t, func() bool { return namesRequests(t, r1, "register", "ok") == before+1 }, 10*time.Second, 20*time.Millisecond)
 	own, err = cb.Names(ctx)
 	require.NoError(t, err)
@@ -169,7 +169,7 @@ func TestNamesAcrossTwoRendezvous(t *testing.T) {
 	}
 	_, err = cc.RegisterName(ctx, "bob-smith")
 	require.NoError(t, err)
-	alice.recheckNames(ctx)
+	alice.social.RecheckNames(ctx)
 	e := waitEvent(t, evA, func(e control.Event) bool { return e.Type == control.EventKeyChange })
 	require.Equal(t, bob.ID().String(), e.PeerID)
 	require.Contains(t, e.Warning, carol.ID().String())
@@ -187,12 +187,12 @@ func TestNamesAcrossTwoRendezvous(t *testing.T) {
 
 	// The same warning is not raised twice; it goes when the name points
 	// back to Bob.
-	alice.recheckNames(ctx)
+	alice.social.RecheckNames(ctx)
 	_, err = cc.ReleaseName(ctx, "bob-smith")
 	require.NoError(t, err)
 	_, err = cb.RegisterName(ctx, "bob-smith")
 	require.NoError(t, err)
-	alice.recheckNames(ctx)
+	alice.social.RecheckNames(ctx)
 	e = waitEvent(t, evA, func(e control.Event) bool { return e.Type == control.EventKeyChange })
 	require.Empty(t, e.Warning, "cleared")
 	c, _ = contactByPeer(t, alice, bob.ID().String())
@@ -245,27 +245,4 @@ func TestOwnNamesSurviveRestart(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, own, 1)
 	require.Equal(t, control.NameRegistered, own[0].Servers[0].State)
-}
-
-// TestRenewalIsDue: when namesLoop asks a server again.
-func TestRenewalIsDue(t *testing.T) {
-	n := &Node{cfg: DefaultConfig()}
-	session := time.Now().Add(-time.Hour)
-	now := time.Now()
-	for _, tc := range []struct {
-		name string
-		st   nameState
-		want bool
-	}{
-		{"never tried", nameState{}, true},
-		{"registered in this session, an hour ago", nameState{state: control.NameRegistered, tried: now.Add(-time.Hour), session: session}, false},
-		{"registered a day ago", nameState{state: control.NameRegistered, tried: now.Add(-25 * time.Hour), session: session}, true},
-		{"registered in an earlier connection", nameState{state: control.NameRegistered, tried: now.Add(-time.Minute), session: session.Add(-time.Hour)}, true},
-		{"taken an hour ago", nameState{state: control.NameTaken, tried: now.Add(-time.Hour), session: session}, false},
-		{"refused a minute ago", nameState{state: control.NameRefused, tried: now.Add(-2 * time.Minute), session: session}, false},
-		{"network error two minutes ago", nameState{state: control.NameError, tried: now.Add(-2 * time.Minute), session: session}, true},
-		{"network error just now", nameState{state: control.NameError, tried: now.Add(-time.Second), session: session}, false},
-	} {
-		require.Equal(t, tc.want, n.due(tc.st, session, now), tc.name)
-	}
 }

@@ -50,6 +50,7 @@ import (
 
 	"github.com/natterim/natter/internal/dirlock"
 	"github.com/natterim/natter/node/core"
+	"github.com/natterim/natter/node/social"
 	"github.com/natterim/natter/node/store"
 	rdvproto "github.com/natterim/natter/protocols/rendezvous"
 	"github.com/natterim/natter/protocols/wire"
@@ -103,14 +104,12 @@ type Node struct {
 	mail  *mailer
 	files *fileMgr
 	gater *blockGater
-	reqs  *requests
-	self  selfPresence
-	names *nameDir
-	profs *profiles
 	svcs  []interface{ Close() }
 	ready chan struct{} // closed once hole punching is armed (or we gave up waiting)
 
 	api *apiServer
+
+	social *social.Service // contacts, presence, profiles, names
 
 	ctx       context.Context
 	cancel    context.CancelFunc
@@ -172,10 +171,6 @@ func New(ctx context.Context, cfg Config, key crypto.PrivKey, opts ...Option) (_
 			n.gater.set(c.PeerID, true)
 		}
 	}
-	n.reqs = newRequests()
-	if err := n.loadPresence(ctx); err != nil {
-		return nil, err
-	}
 	rdvInfos, _ := cfg.RendezvousInfos() // validated above
 	// Before the host starts: its address factory reads n.rdvs.
 	for _, ai := range rdvInfos {
@@ -191,15 +186,15 @@ func New(ctx context.Context, cfg Config, key crypto.PrivKey, opts ...Option) (_
 			return nil, err
 		}
 	}
+	if err := n.startSocial(ctx); err != nil {
+		return nil, err
+	}
 	if err := n.startEventLoop(); err != nil {
 		return nil, err
 	}
 	n.links = newContactLinks()
 	n.chat = newChatter(n)
 	n.goRun(n.chat.commitLoop)
-	n.startServices()
-	n.startProfile()
-	n.names = newNameDir()
 	n.startMailbox(o.reg)
 	if n.files, err = newFileMgr(n); err != nil {
 		return nil, err
@@ -208,7 +203,6 @@ func New(ctx context.Context, cfg Config, key crypto.PrivKey, opts ...Option) (_
 	if err := n.files.start(ctx); err != nil {
 		return nil, err
 	}
-	n.goRun(n.idleLoop)
 
 	if n.api, err = n.startAPI(); err != nil {
 		return nil, err
@@ -217,9 +211,8 @@ func New(ctx context.Context, cfg Config, key crypto.PrivKey, opts ...Option) (_
 	for _, l := range n.rdvs {
 		n.goRun(func(ctx context.Context) { n.runRendezvous(ctx, l) })
 	}
-	n.goRun(n.namesLoop)
 	for _, c := range contacts {
-		if wantsLink(c.State) {
+		if social.WantsLink(c.State) {
 			n.startContact(c.PeerID)
 		}
 	}
@@ -247,11 +240,13 @@ func (n *Node) goRun(f func(ctx context.Context)) {
 // its goroutines. It is safe to call more than once.
 func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
-		// Tell contacts we are going before anything stops, so that they
-		// show us offline at once.
-		n.pushOffline()
-		n.cancel()
 		var errs []error
+		// Tell contacts we are going before anything stops, so that they
+		// show us offline at once (social's Close does).
+		if n.social != nil {
+			errs = append(errs, n.social.Close())
+		}
+		n.cancel()
 		if n.api != nil {
 			errs = append(errs, n.api.close())
 		}

@@ -147,7 +147,7 @@ func (n *Node) rdvSession(ctx context.Context, l *rdvLink) error {
 	l.setErr(nil)
 	n.log.Info("rendezvous connected", "server", id.String(), "transports", n.transportsTo(id))
 	n.publish(control.Event{Type: control.EventRendezvous, PeerID: id.String(), Connected: true})
-	n.kickNames()
+	n.social.KickNames()
 
 	if rtt, err := n.ping(ctx, id); err == nil {
 		l.mu.Lock()
