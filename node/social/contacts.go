@@ -68,6 +68,32 @@ func (s *Service) FindContact(ctx context.Context, ref string) (store.Contact, e
 	return c, err
 }
 
+// Contacts lists every contact with its key-change warning, if any.
+func (s *Service) Contacts(ctx context.Context) ([]control.Contact, error) {
+	cs, err := s.store.Contacts(ctx)
+	if err != nil {
+		return nil, err
+	}
+	warnings := s.NameWarnings(ctx)
+	out := make([]control.Contact, 0, len(cs))
+	for _, c := range cs {
+		ac := toAPIContact(c)
+		ac.Warning = warnings[c.PeerID]
+		out = append(out, ac)
+	}
+	return out, nil
+}
+
+// toAPIContact is c as the control API shows it.
+func toAPIContact(c store.Contact) control.Contact {
+	rdvs := make([]string, 0, len(c.Rendezvous))
+	for _, a := range c.Rendezvous {
+		rdvs = append(rdvs, a.String())
+	}
+	return control.Contact{PeerID: c.PeerID.String(), Name: c.Name, State: string(c.State), Rendezvous: rdvs, AddedAt: c.CreatedAt,
+		ReadReceipts: c.ReadReceipts, Note: c.Note, DirName: c.DirName}
+}
+
 // requestHandler answers /natter/contact/1.0.0 (contact.Handler).
 type requestHandler struct{ s *Service }
 
