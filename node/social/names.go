@@ -392,8 +392,8 @@ func (s *Service) LookupName(ctx context.Context, name string) (control.NameLook
 		rec    names.Record
 		err    error
 	}
-	// Buffered for every answer, so that each goroutine ends even if we
-	// stopped reading; each is bounded by ServerTimeout.
+	// One goroutine per server, each bounded by ServerTimeout; all of
+	// them are read below before LookupName returns.
 	answers := make(chan answer, len(servers))
 	for server := range servers {
 		go func() {
