@@ -166,7 +166,7 @@ func TestNamesAcrossTwoRendezvous(t *testing.T) {
 	}
 	_, err = cc.RegisterName(ctx, "bob-smith")
 	require.NoError(t, err)
-	alice.recheckNames(ctx)
+	alice.social.RecheckNames(ctx)
 	e := waitEvent(t, evA, func(e control.Event) bool { return e.Type == control.EventKeyChange })
 	require.Equal(t, bob.ID().String(), e.PeerID)
 	require.Contains(t, e.Warning, carol.ID().String())
@@ -184,12 +184,12 @@ func TestNamesAcrossTwoRendezvous(t *testing.T) {
 
 	// The same warning is not raised twice; it goes when the name points
 	// back to Bob.
-	alice.recheckNames(ctx)
+	alice.social.RecheckNames(ctx)
 	_, err = cc.ReleaseName(ctx, "bob-smith")
 	require.NoError(t, err)
 	_, err = cb.RegisterName(ctx, "bob-smith")
 	require.NoError(t, err)
-	alice.recheckNames(ctx)
+	alice.social.RecheckNames(ctx)
 	e = waitEvent(t, evA, func(e control.Event) bool { return e.Type == control.EventKeyChange })
 	require.Empty(t, e.Warning, "cleared")
 	c, _ = contactByPeer(t, alice, bob.ID().String())
@@ -242,27 +242,4 @@ func TestOwnNamesSurviveRestart(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, own, 1)
 	require.Equal(t, control.NameRegistered, own[0].Servers[0].State)
-}
-
-// TestRenewalIsDue: when namesLoop asks a server again.
-func TestRenewalIsDue(t *testing.T) {
-	n := &Node{cfg: DefaultConfig()}
-	session := time.Now().Add(-time.Hour)
-	now := time.Now()
-	for _, tc := range []struct {
-		name string
-		st   nameState
-		want bool
-	}{
-		{"never tried", nameState{}, true},
-		{"registered in this session, an hour ago", nameState{state: control.NameRegistered, tried: now.Add(-time.Hour), session: session}, false},
-		{"registered a day ago", nameState{state: control.NameRegistered, tried: now.Add(-25 * time.Hour), session: session}, true},
-		{"registered in an earlier connection", nameState{state: control.NameRegistered, tried: now.Add(-time.Minute), session: session.Add(-time.Hour)}, true},
-		{"taken an hour ago", nameState{state: control.NameTaken, tried: now.Add(-time.Hour), session: session}, false},
-		{"refused a minute ago", nameState{state: control.NameRefused, tried: now.Add(-2 * time.Minute), session: session}, false},
-		{"network error two minutes ago", nameState{state: control.NameError, tried: now.Add(-2 * time.Minute), session: session}, true},
-		{"network error just now", nameState{state: control.NameError, tried: now.Add(-time.Second), session: session}, false},
-	} {
-		require.Equal(t, tc.want, n.due(tc.st, session, now), tc.name)
-	}
 }

@@ -33,6 +33,7 @@ import (
 	"github.com/natterim/natter/node/core"
 	"github.com/natterim/natter/node/files"
 	"github.com/natterim/natter/node/links"
+	"github.com/natterim/natter/node/social"
 	"github.com/natterim/natter/node/store"
 	"github.com/natterim/natter/protocols/wire"
 )
@@ -72,17 +73,14 @@ type Node struct {
 	metrics *wire.Metrics
 	events  *core.Bus
 
-	links *contactLinks // per contact: presence, request retry
 	chat  *nodechat.Service
 	mail  *mailer
 	files *files.Manager
-	reqs  *requests
-	self  selfPresence
-	names *nameDir
-	profs *profiles
 	svcs  []interface{ Close() }
 
 	api *api.Server
+
+	social *social.Service // contacts, presence, profiles, names
 
 	ctx       context.Context
 	cancel    context.CancelFunc
@@ -117,7 +115,6 @@ func New(ctx context.Context, cfg Config, key crypto.PrivKey, opts ...Option) (_
 		startedAt: time.Now(),
 		metrics:   wire.NewMetrics(o.reg),
 		events:    core.NewBus(),
-		links:     newContactLinks(),
 		ctx:       lctx,
 		cancel:    cancel,
 	}
@@ -137,34 +134,28 @@ func New(ctx context.Context, cfg Config, key crypto.PrivKey, opts ...Option) (_
 	if err != nil {
 		return nil, err
 	}
-	n.reqs = newRequests()
-	if err := n.loadPresence(ctx); err != nil {
-		return nil, err
-	}
 	rdvInfos, _ := cfg.RendezvousInfos() // validated above
 	if n.p2p, err = n.newLinks(rdvInfos, contacts, o.reg); err != nil {
 		return nil, err
 	}
 	n.host = n.p2p.Host()
 	n.log = n.log.With("self", n.host.ID().ShortString())
+	if err := n.startSocial(ctx); err != nil {
+		return nil, err
+	}
 	n.chat = n.newChat()
-	n.startServices()
-	n.startProfile()
-	n.names = newNameDir()
 	n.startMailbox(o.reg)
 	if n.files, err = n.newFiles(ctx); err != nil {
 		return nil, err
 	}
 	n.registerFileKinds()
-	n.goRun(n.idleLoop)
 
 	if n.api, err = n.startAPI(); err != nil {
 		return nil, err
 	}
 	n.p2p.Start()
-	n.goRun(n.namesLoop)
 	for _, c := range contacts {
-		if wantsLink(c.State) {
+		if social.WantsLink(c.State) {
 			n.startContact(c.PeerID)
 		}
 	}
@@ -192,16 +183,18 @@ func (n *Node) goRun(f func(ctx context.Context)) {
 // its goroutines. It is safe to call more than once.
 func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
+		var errs []error
 		// Tell contacts we are going before anything stops, so that they
-		// show us offline at once.
-		n.pushOffline()
+		// show us offline at once (social's Close does).
+		if n.social != nil {
+			errs = append(errs, n.social.Close())
+		}
 		n.cancel()
 		// Chat stops with the node's context, as its goroutines always
 		// did: deliverers end, Enqueue fails with core.ErrClosed.
 		if n.chat != nil {
 			_ = n.chat.Close()
 		}
-		var errs []error
 		if n.files != nil {
 			// Stop the transfer runners with the node's other loops,
 			// then the file service.

@@ -73,7 +73,7 @@ func TestPresenceTransitions(t *testing.T) {
 	waitPresence(t, b, control.PresenceOnline, "")
 
 	// Idle: away until the user does something.
-	a.checkIdle(time.Now().Add(time.Hour), time.Minute)
+	a.social.CheckIdle(time.Now().Add(time.Hour))
 	waitPresence(t, b, control.PresenceAway, "")
 	e = waitEvent(t, evA, func(e control.Event) bool { return e.Type == control.EventSelf && e.AutoAway })
 	require.Equal(t, control.PresenceOnline, e.Presence, "what the user set; AutoAway says contacts see away")

@@ -2,7 +2,6 @@ package node
 
 import (
 	"context"
-	"sync"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
@@ -44,108 +43,35 @@ func (n *Node) newLinks(rdvs []peer.AddrInfo, contacts []store.Contact, reg prom
 	if err != nil {
 		return nil, err
 	}
+	// The hooks run only once Start is called, after every feature exists.
 	s.OnRendezvous(func(_ peer.ID, up bool) {
 		if up {
-			n.kickNames()
+			n.social.KickNames()
 		}
 	})
 	s.OnLink(n.onLink)
 	return s, nil
 }
 
-// onLink is what the features do when a contact's link changes (until
-// they subscribe themselves). It runs on the link's goroutine.
+// onLink hands a contact's link events to the features that follow them.
+// It runs on the link's goroutine, so each returns at once.
 func (n *Node) onLink(e core.LinkEvent) {
-	p, l := e.Peer, n.links.get(e.Peer)
+	n.social.HandleLink(e)
 	switch e.Change {
-	case core.LinkDown:
-		if l != nil {
-			l.resetPresence()
-		}
-		name := ""
-		if c, err := n.store.ContactByPeer(n.ctx, p); err == nil {
-			name = c.Name
-		}
-		n.publish(control.Event{Type: control.EventPresence, PeerID: p.String(), Name: name, Presence: control.PresenceOffline})
 	case core.LinkUp:
-		// A connection opened: tell the contact our presence, or deliver
-		// our friend request; renew its deposit token.
-		if l != nil {
-			l.mu.Lock()
-			l.lastRequest = time.Now()
-			l.mu.Unlock()
-		}
-		n.goRun(func(ctx context.Context) {
-			n.pushPresence(ctx, p)
-			n.sendRequest(ctx, p)
-			n.pushToken(ctx, p)
-		})
+		// A connection opened: renew the contact's deposit token.
+		n.goRun(func(ctx context.Context) { n.pushToken(ctx, e.Peer) })
 	case core.LinkPinged:
-		if l != nil {
-			n.retryRequest(n.ctx, l)
-		}
-		n.retryToken(p)
+		n.retryToken(e.Peer)
 	}
 }
-
-// contactLinks is the node's state per contact with a link (between
-// startContact and stopContact).
-type contactLinks struct {
-	mu sync.Mutex // guards m
-	m  map[peer.ID]*contactLink
-}
-
-func newContactLinks() *contactLinks { return &contactLinks{m: map[peer.ID]*contactLink{}} }
-
-func (cl *contactLinks) get(p peer.ID) *contactLink {
-	cl.mu.Lock()
-	defer cl.mu.Unlock()
-	return cl.m[p]
-}
-
-// ids lists the contacts that have a link.
-func (cl *contactLinks) ids() []peer.ID {
-	cl.mu.Lock()
-	defer cl.mu.Unlock()
-	ids := make([]peer.ID, 0, len(cl.m))
-	for id := range cl.m {
-		ids = append(ids, id)
-	}
-	return ids
-}
-
-// contactLink is what the node keeps beside the links package's link with
-// one contact: its chat deliverer, and the presence and friend-request
-// state that social will own.
-type contactLink struct {
-	id     peer.ID
-	n      *Node
-	cancel context.CancelFunc // stops the deliverer
-	done   chan struct{}      // closed once the deliverer returned
-
-	mu sync.Mutex // guards the following fields
-	// Presence the contact pushed (see presence.go); presenceSent is
-	// true once ours reached it over the current connection.
-	presence     string
-	statusMsg    string
-	presenceSet  time.Time
-	presenceSent bool
-	// lastRequest is when our pending friend request was last sent.
-	lastRequest time.Time
-}
-
-// setErr records err as the link's last error (status shows it).
-func (l *contactLink) setErr(err error) { l.n.p2p.SetError(l.id, err) }
 
 // startContact starts keeping a link with p and its chat deliverer. It is
 // a no-op if one runs.
 func (n *Node) startContact(p peer.ID) {
-	n.links.mu.Lock()
-	defer n.links.mu.Unlock()
-	if _, ok := n.links.m[p]; ok || n.ctx.Err() != nil {
+	if n.ctx.Err() != nil {
 		return
 	}
-	n.links.m[p] = &contactLink{id: p, n: n}
 	n.p2p.StartContact(p)
 	n.chat.Open(p)
 }
@@ -153,32 +79,8 @@ func (n *Node) startContact(p peer.ID) {
 // stopContact stops the link with p and its deliverer, and closes our
 // connections to it.
 func (n *Node) stopContact(p peer.ID) {
-	n.links.mu.Lock()
-	_, ok := n.links.m[p]
-	delete(n.links.m, p)
-	n.links.mu.Unlock()
 	n.p2p.StopContact(p)
-	if ok {
-		n.chat.Drop(p)
-	}
-}
-
-// retryRequest sends our pending friend request again if the last one is
-// older than requestRetry (its answer may have been lost).
-func (n *Node) retryRequest(ctx context.Context, l *contactLink) {
-	l.mu.Lock()
-	due := time.Since(l.lastRequest) >= requestRetry
-	if due {
-		l.lastRequest = time.Now()
-	}
-	l.mu.Unlock()
-	if !due {
-		return
-	}
-	if c, err := n.store.ContactByPeer(ctx, l.id); err == nil && c.State == store.StatePendingOut {
-		p := l.id
-		n.goRun(func(ctx context.Context) { n.sendRequest(ctx, p) })
-	}
+	n.chat.Drop(p)
 }
 
 // pathTo is the links' Path as the API string, for the callers that still
@@ -202,7 +104,7 @@ func (n *Node) contactStatus(ctx context.Context) ([]control.ContactStatus, erro
 	if err != nil {
 		return nil, err
 	}
-	warnings := n.nameWarnings(ctx)
+	warnings := n.social.NameWarnings(ctx)
 	out := make([]control.ContactStatus, 0, len(cs))
 	for _, c := range cs {
 		st := control.ContactStatus{PeerID: c.PeerID.String(), Name: c.Name, State: string(c.State), Warning: warnings[c.PeerID]}
@@ -223,10 +125,8 @@ func (n *Node) contactStatus(ctx context.Context) ([]control.ContactStatus, erro
 			st.RTTMillis = millis(ls.RTT)
 			st.LastError = ls.LastError
 		}
-		if l := n.links.get(c.PeerID); l != nil && c.State == store.StateAccepted {
-			l.mu.Lock()
-			st.Presence, st.StatusMessage = l.presenceLocked(st.Connected)
-			l.mu.Unlock()
+		if c.State == store.StateAccepted {
+			st.Presence, st.StatusMessage = n.social.ContactPresence(c.PeerID, st.Connected)
 		}
 		if !st.Connected {
 			st.RTTMillis = 0

@@ -1,4 +1,4 @@
-package node
+package social
 
 import (
 	"context"
@@ -22,40 +22,32 @@ import (
 // Our names: `natter names register` claims a name on every connected
 // rendezvous server and stores it (own_names); namesLoop keeps it alive by
 // registering it again — with a freshly signed record — on each server
-// every names.renew_interval and whenever a connection to a server
-// (re)opens, so a restart or an outage renews at once. A name that is
+// every RenewInterval and whenever a connection to a server (re)opens
+// (KickNames), so a restart or an outage renews at once. A name that is
 // taken on one server stays ours on the others; `names list` shows the
 // state per server.
 //
 // Other people's names: a lookup asks every connected server and verifies
 // each answer itself (names.Lookup: signed by the key of the peer it
-// names, for exactly that name, and not older than names.max_record_age).
-// Servers that know the name must agree on the peer; if they do not, the
-// lookup fails and says so rather than pick one.
+// names, for exactly that name, and not older than MaxRecordAge). Servers
+// that know the name must agree on the peer; if they do not, the lookup
+// fails and says so rather than pick one.
 //
 // Key changes: a contact added by name keeps its dir_name. namesLoop looks
-// those names up again every names.recheck_interval and when a rendezvous
+// those names up again every RecheckInterval and when a rendezvous
 // connection opens; if the name now points to another peer (or the
 // servers disagree), natter warns — log at Warn, a key_change event, a
 // warning on the contact in status and contacts list — and keeps talking
 // to the key it has. The warning goes away if the name points back to it.
 
-const (
-	// nameRetryFailed is how soon a name a server could not be asked
-	// about (or refused for a passing reason) is tried again.
-	nameRetryFailed = time.Minute
-	// namesTick is how often namesLoop looks for work between kicks.
-	namesTick = 30 * time.Second
-)
-
-// nameDir is the node's state of the name directory.
+// nameDir is the state of the name directory.
 type nameDir struct {
 	kick chan struct{}
 	// ops serialises changes to our names (register, renew, release), so
 	// that a release is never followed by a renewal in flight.
 	ops sync.Mutex
 
-	mu    sync.Mutex
+	mu    sync.Mutex                        // guards the following fields
 	state map[string]map[peer.ID]*nameState // our name -> server -> state
 	// lastRecheck is when contacts' names were last looked up again.
 	lastRecheck time.Time
@@ -73,17 +65,16 @@ type nameState struct {
 	session time.Time
 }
 
-func newNameDir() *nameDir {
-	return &nameDir{kick: make(chan struct{}, 1), state: map[string]map[peer.ID]*nameState{}}
+func (d *nameDir) init() {
+	d.kick = make(chan struct{}, 1)
+	d.state = map[string]map[peer.ID]*nameState{}
 }
 
-// kickNames wakes namesLoop (a rendezvous connection opened).
-func (n *Node) kickNames() {
-	if n.names == nil {
-		return
-	}
+// KickNames wakes the names loop: a rendezvous connection opened, so our
+// names are renewed there and contacts' names checked again.
+func (s *Service) KickNames() {
 	select {
-	case n.names.kick <- struct{}{}:
+	case s.names.kick <- struct{}{}:
 	default:
 	}
 }
@@ -112,22 +103,18 @@ func (d *nameDir) forget(name string) {
 	delete(d.state, name)
 }
 
-// connectedRdvs are the rendezvous links up now, with the time each
-// connection opened.
-func (n *Node) connectedRdvs() map[peer.ID]time.Time { return n.p2p.ConnectedRendezvous() }
-
-// namesLoop renews our names and re-checks contacts' names for the node's
-// lifetime.
-func (n *Node) namesLoop(ctx context.Context) {
-	t := time.NewTicker(namesTick)
+// namesLoop renews our names and re-checks contacts' names for the
+// service's lifetime.
+func (s *Service) namesLoop(ctx context.Context) {
+	t := time.NewTicker(s.cfg.NamesTick)
 	defer t.Stop()
 	for {
-		n.renewNames(ctx)
-		n.maybeRecheck(ctx)
+		s.renewNames(ctx)
+		s.maybeRecheck(ctx)
 		select {
 		case <-ctx.Done():
 			return
-		case <-n.names.kick:
+		case <-s.names.kick:
 		case <-t.C:
 		}
 	}
@@ -135,33 +122,33 @@ func (n *Node) namesLoop(ctx context.Context) {
 
 // due reports whether st needs a new register on a server whose current
 // connection opened at session.
-func (n *Node) due(st nameState, session, now time.Time) bool {
+func (s *Service) due(st nameState, session, now time.Time) bool {
 	switch {
 	case st.state == "", !st.session.Equal(session):
 		return true
 	case st.state == control.NameRegistered, st.state == control.NameTaken, st.state == control.NameRefused:
 		// Refusals (taken, too many names, a clock too far off) are
 		// retried as seldom as renewals: asking sooner changes nothing.
-		return now.Sub(st.tried) >= n.cfg.Names.RenewInterval
+		return now.Sub(st.tried) >= s.cfg.RenewInterval
 	}
-	return now.Sub(st.tried) >= nameRetryFailed
+	return now.Sub(st.tried) >= s.cfg.NameRetryFailed
 }
 
 // renewNames registers each of our names again on each connected server
 // where it is due.
-func (n *Node) renewNames(ctx context.Context) {
-	n.names.ops.Lock()
-	defer n.names.ops.Unlock()
-	own, err := n.store.OwnNames(ctx)
+func (s *Service) renewNames(ctx context.Context) {
+	s.names.ops.Lock()
+	defer s.names.ops.Unlock()
+	own, err := s.store.OwnNames(ctx)
 	if err != nil || len(own) == 0 {
 		return
 	}
-	now := time.Now()
+	now := s.now()
 	var wg sync.WaitGroup
-	for server, session := range n.connectedRdvs() {
+	for server, session := range s.links.ConnectedServers() {
 		var todo []string
 		for _, o := range own {
-			if n.due(n.names.get(o.Name, server), session, now) {
+			if s.due(s.names.get(o.Name, server), session, now) {
 				todo = append(todo, o.Name)
 			}
 		}
@@ -170,7 +157,7 @@ func (n *Node) renewNames(ctx context.Context) {
 		}
 		wg.Go(func() {
 			for _, name := range todo {
-				n.registerOn(ctx, name, server, session)
+				s.registerOn(ctx, name, server, session)
 			}
 		})
 	}
@@ -179,49 +166,49 @@ func (n *Node) renewNames(ctx context.Context) {
 
 // nextNameSeq durably reserves the sequence of our next record for name:
 // the signing time in milliseconds, above the last one.
-func (n *Node) nextNameSeq(ctx context.Context, name string) (uint64, error) {
-	return n.store.NextNameSeq(ctx, name, func(last uint64) uint64 { return names.NextSeq(last, time.Now()) })
+func (s *Service) nextNameSeq(ctx context.Context, name string) (uint64, error) {
+	return s.store.NextNameSeq(ctx, name, func(last uint64) uint64 { return names.NextSeq(last, s.now()) })
 }
 
 // registerOn claims or renews name on server with a new record and
 // records the outcome. Callers hold names.ops.
-func (n *Node) registerOn(ctx context.Context, name string, server peer.ID, session time.Time) nameState {
-	st := nameState{tried: time.Now(), session: session}
-	seq, err := n.nextNameSeq(ctx, name)
+func (s *Service) registerOn(ctx context.Context, name string, server peer.ID, session time.Time) nameState {
+	st := nameState{tried: s.now(), session: session}
+	seq, err := s.nextNameSeq(ctx, name)
 	if err != nil {
 		st.state, st.err = control.NameError, err.Error()
-		n.names.set(name, server, st)
+		s.names.set(name, server, st)
 		return st
 	}
-	rctx, cancel := context.WithTimeout(ctx, rdvRequestTimeout)
-	releaseAt, err := names.Register(rctx, n.host, server, n.key, name, seq)
+	rctx, cancel := context.WithTimeout(ctx, s.cfg.ServerTimeout)
+	releaseAt, err := s.net.RegisterName(rctx, server, name, seq)
 	cancel()
-	prev := n.names.get(name, server)
+	prev := s.names.get(name, server)
 	switch {
 	case err == nil, errors.Is(err, names.ErrOutdated):
 		// OUTDATED: the server holds a newer record of ours already.
-		st.state, st.renewed, st.releaseAt = control.NameRegistered, time.Now(), releaseAt
+		st.state, st.renewed, st.releaseAt = control.NameRegistered, s.now(), releaseAt
 		if err != nil {
 			st.releaseAt = prev.releaseAt
 		}
 		if prev.state != control.NameRegistered {
-			n.log.Info("name registered", "name", name, "server", server.ShortString(), "release_at", releaseAt.Format(time.RFC3339))
+			s.log.Info("name registered", "name", name, "server", server.ShortString(), "release_at", releaseAt.Format(time.RFC3339))
 		}
 	case errors.Is(err, names.ErrTaken):
 		st.state, st.err = control.NameTaken, err.Error()
 		if prev.state != control.NameTaken {
-			n.log.Warn("name taken on a rendezvous", "name", name, "server", server.ShortString(), "err", err)
+			s.log.Warn("name taken on a rendezvous", "name", name, "server", server.ShortString(), "err", err)
 		}
 	case isStatus(err) && !errors.Is(err, names.ErrRateLimited) && !errors.Is(err, names.ErrUnavailable):
 		st.state, st.err = control.NameRefused, err.Error()
 		if prev.state != control.NameRefused || prev.err != st.err {
-			n.log.Warn("name refused by a rendezvous", "name", name, "server", server.ShortString(), "err", err)
+			s.log.Warn("name refused by a rendezvous", "name", name, "server", server.ShortString(), "err", err)
 		}
 	default:
 		st.state, st.err = control.NameError, err.Error()
-		n.log.Debug("name registration failed", "name", name, "server", server.ShortString(), "err", err)
+		s.log.Debug("name registration failed", "name", name, "server", server.ShortString(), "err", err)
 	}
-	n.names.set(name, server, st)
+	s.names.set(name, server, st)
 	return st
 }
 
@@ -233,18 +220,18 @@ func isStatus(err error) bool {
 // RegisterName claims name on every connected rendezvous server (renews
 // it, if it is ours already) and keeps it alive from then on. It fails if
 // no server accepted it; a name new to us is then not kept.
-func (n *Node) RegisterName(ctx context.Context, name string) (control.OwnName, error) {
+func (s *Service) RegisterName(ctx context.Context, name string) (control.OwnName, error) {
 	canon, err := names.Normalize(name)
 	if err != nil {
 		return control.OwnName{}, core.Invalid(err)
 	}
-	servers := n.connectedRdvs()
+	servers := s.links.ConnectedServers()
 	if len(servers) == 0 {
 		return control.OwnName{}, core.Unavailable(errors.New("not connected to any rendezvous server; names live there (see: natter status)"))
 	}
-	n.names.ops.Lock()
-	defer n.names.ops.Unlock()
-	own, err := n.store.OwnNames(ctx)
+	s.names.ops.Lock()
+	defer s.names.ops.Unlock()
+	own, err := s.store.OwnNames(ctx)
 	if err != nil {
 		return control.OwnName{}, err
 	}
@@ -258,7 +245,7 @@ func (n *Node) RegisterName(ctx context.Context, name string) (control.OwnName, 
 	)
 	for server, session := range servers {
 		wg.Go(func() {
-			st := n.registerOn(ctx, canon, server, session)
+			st := s.registerOn(ctx, canon, server, session)
 			mu.Lock()
 			defer mu.Unlock()
 			if st.state == control.NameRegistered {
@@ -272,10 +259,10 @@ func (n *Node) RegisterName(ctx context.Context, name string) (control.OwnName, 
 	wg.Wait()
 	if !ok {
 		if isNew {
-			if err := n.store.RemoveOwnName(ctx, canon); err != nil {
-				n.log.Warn("forget refused name", "name", canon, "err", err)
+			if err := s.store.RemoveOwnName(ctx, canon); err != nil {
+				s.log.Warn("forget refused name", "name", canon, "err", err)
 			}
-			n.names.forget(canon)
+			s.names.forget(canon)
 		}
 		slices.Sort(reasons)
 		err := fmt.Errorf("%q was not registered: %s", canon, strings.Join(reasons, "; "))
@@ -285,36 +272,35 @@ func (n *Node) RegisterName(ctx context.Context, name string) (control.OwnName, 
 		return control.OwnName{}, core.Upstream(err)
 	}
 	if isNew {
-		n.log.Info("name claimed", "name", canon)
+		s.log.Info("name claimed", "name", canon)
 	}
-	return n.ownName(ctx, canon)
+	return s.ownName(ctx, canon)
 }
 
 // ReleaseName gives one of our names up on every connected server and
 // forgets it. Servers not connected now release it after their
 // inactivity period.
-func (n *Node) ReleaseName(ctx context.Context, name string) (control.OwnName, error) {
+func (s *Service) ReleaseName(ctx context.Context, name string) (control.OwnName, error) {
 	canon, err := names.Normalize(name)
 	if err != nil {
 		return control.OwnName{}, core.Invalid(err)
 	}
-	n.names.ops.Lock()
-	defer n.names.ops.Unlock()
-	own, err := n.store.OwnNames(ctx)
+	s.names.ops.Lock()
+	defer s.names.ops.Unlock()
+	own, err := s.store.OwnNames(ctx)
 	if err != nil {
 		return control.OwnName{}, err
 	}
 	if !slices.ContainsFunc(own, func(o store.OwnName) bool { return o.Name == canon }) {
 		return control.OwnName{}, core.NotFound(fmt.Errorf("%q is not one of your names (see: natter names list)", canon))
 	}
-	servers := n.connectedRdvs()
+	servers := s.links.ConnectedServers()
 	out := control.OwnName{Name: canon, Servers: []control.NameServerState{}}
 	var (
 		mu sync.Mutex
 		wg sync.WaitGroup
 	)
-	for _, ai := range n.p2p.Rendezvous() {
-		server := ai.ID
+	for _, server := range s.links.Servers() {
 		if _, up := servers[server]; !up {
 			out.Servers = append(out.Servers, control.NameServerState{Server: server.String(), State: control.NamePending,
 				Error: "not connected: the server releases the name after its inactivity period"})
@@ -322,10 +308,10 @@ func (n *Node) ReleaseName(ctx context.Context, name string) (control.OwnName, e
 		}
 		wg.Go(func() {
 			st := control.NameServerState{Server: server.String(), State: control.NameReleased}
-			seq, err := n.nextNameSeq(ctx, canon)
+			seq, err := s.nextNameSeq(ctx, canon)
 			if err == nil {
-				rctx, cancel := context.WithTimeout(ctx, rdvRequestTimeout)
-				err = names.Release(rctx, n.host, server, n.key, canon, seq)
+				rctx, cancel := context.WithTimeout(ctx, s.cfg.ServerTimeout)
+				err = s.net.ReleaseName(rctx, server, canon, seq)
 				cancel()
 			}
 			switch {
@@ -341,18 +327,18 @@ func (n *Node) ReleaseName(ctx context.Context, name string) (control.OwnName, e
 		})
 	}
 	wg.Wait()
-	if err := n.store.RemoveOwnName(ctx, canon); err != nil {
+	if err := s.store.RemoveOwnName(ctx, canon); err != nil {
 		return out, err
 	}
-	n.names.forget(canon)
+	s.names.forget(canon)
 	slices.SortFunc(out.Servers, func(a, b control.NameServerState) int { return strings.Compare(a.Server, b.Server) })
-	n.log.Info("name released", "name", canon)
+	s.log.Info("name released", "name", canon)
 	return out, nil
 }
 
 // ownName is one of our names with its state on every configured server.
-func (n *Node) ownName(ctx context.Context, name string) (control.OwnName, error) {
-	own, err := n.OwnNames(ctx)
+func (s *Service) ownName(ctx context.Context, name string) (control.OwnName, error) {
+	own, err := s.OwnNames(ctx)
 	if err != nil {
 		return control.OwnName{}, err
 	}
@@ -365,21 +351,22 @@ func (n *Node) ownName(ctx context.Context, name string) (control.OwnName, error
 }
 
 // OwnNames lists our names and their state on each rendezvous server.
-func (n *Node) OwnNames(ctx context.Context) ([]control.OwnName, error) {
-	own, err := n.store.OwnNames(ctx)
+func (s *Service) OwnNames(ctx context.Context) ([]control.OwnName, error) {
+	own, err := s.store.OwnNames(ctx)
 	if err != nil {
 		return nil, err
 	}
+	servers := s.links.Servers()
 	out := make([]control.OwnName, 0, len(own))
 	for _, o := range own {
 		on := control.OwnName{Name: o.Name, CreatedAt: o.CreatedAt, Servers: []control.NameServerState{}}
-		for _, ai := range n.p2p.Rendezvous() {
-			st := n.names.get(o.Name, ai.ID)
-			s := control.NameServerState{Server: ai.ID.String(), State: st.state, Renewed: st.renewed, ReleaseAt: st.releaseAt, Error: st.err}
-			if s.State == "" {
-				s.State = control.NamePending
+		for _, server := range servers {
+			st := s.names.get(o.Name, server)
+			ss := control.NameServerState{Server: server.String(), State: st.state, Renewed: st.renewed, ReleaseAt: st.releaseAt, Error: st.err}
+			if ss.State == "" {
+				ss.State = control.NamePending
 			}
-			on.Servers = append(on.Servers, s)
+			on.Servers = append(on.Servers, ss)
 		}
 		out = append(out, on)
 	}
@@ -391,12 +378,12 @@ var errDisagree = errors.New("rendezvous servers disagree")
 
 // LookupName asks every connected rendezvous server who holds name and
 // verifies the answers (see the comment at the top of this file).
-func (n *Node) LookupName(ctx context.Context, name string) (control.NameLookup, error) {
+func (s *Service) LookupName(ctx context.Context, name string) (control.NameLookup, error) {
 	canon, err := names.Normalize(name)
 	if err != nil {
 		return control.NameLookup{}, core.Invalid(err)
 	}
-	servers := n.connectedRdvs()
+	servers := s.links.ConnectedServers()
 	if len(servers) == 0 {
 		return control.NameLookup{}, core.Unavailable(errors.New("not connected to any rendezvous server; cannot look names up (see: natter status)"))
 	}
@@ -405,15 +392,17 @@ func (n *Node) LookupName(ctx context.Context, name string) (control.NameLookup,
 		rec    names.Record
 		err    error
 	}
+	// One goroutine per server, each bounded by ServerTimeout; all of
+	// them are read below before LookupName returns.
 	answers := make(chan answer, len(servers))
 	for server := range servers {
 		go func() {
-			rctx, cancel := context.WithTimeout(ctx, rdvRequestTimeout)
+			rctx, cancel := context.WithTimeout(ctx, s.cfg.ServerTimeout)
 			defer cancel()
-			rec, _, err := names.Lookup(rctx, n.host, server, canon)
+			rec, err := s.net.LookupName(rctx, server, canon)
 			if err == nil {
-				if age := time.Since(time.UnixMilli(int64(rec.Seq))); age > n.cfg.Names.MaxRecordAge {
-					err = fmt.Errorf("the record for %q was signed %s ago (names.max_record_age %s): %w", canon, age.Round(time.Hour), n.cfg.Names.MaxRecordAge, names.ErrExpired)
+				if age := s.now().Sub(time.UnixMilli(int64(rec.Seq))); age > s.cfg.MaxRecordAge {
+					err = fmt.Errorf("the record for %q was signed %s ago (names.max_record_age %s): %w", canon, age.Round(time.Hour), s.cfg.MaxRecordAge, names.ErrExpired)
 				}
 			}
 			answers <- answer{server, rec, err}
@@ -435,7 +424,7 @@ func (n *Node) LookupName(ctx context.Context, name string) (control.NameLookup,
 			res.NotFound = append(res.NotFound, a.server.String())
 		default:
 			if errors.Is(a.err, names.ErrBadRecord) {
-				n.log.Warn("rendezvous answered a name lookup with a bad record", "server", a.server.String(), "name", canon, "err", a.err)
+				s.log.Warn("rendezvous answered a name lookup with a bad record", "server", a.server.String(), "name", canon, "err", a.err)
 			}
 			failures = append(failures, a.server.ShortString()+": "+a.err.Error())
 		}
@@ -452,47 +441,51 @@ func (n *Node) LookupName(ctx context.Context, name string) (control.NameLookup,
 	default:
 		var says []string
 		for p, ss := range byPeer {
-			for _, s := range ss {
-				says = append(says, fmt.Sprintf("%s says %s", s.ShortString(), p))
+			for _, sv := range ss {
+				says = append(says, fmt.Sprintf("%s says %s", sv.ShortString(), p))
 			}
 		}
 		slices.Sort(says)
 		return res, core.Conflict(fmt.Errorf("%w about %q: %s; not trusting either", errDisagree, canon, strings.Join(says, ", ")))
 	}
 	for p, ss := range byPeer {
-		res.PeerID, res.Servers = p.String(), strs(ss)
+		res.PeerID = p.String()
+		res.Servers = make([]string, 0, len(ss))
+		for _, sv := range ss {
+			res.Servers = append(res.Servers, sv.String())
+		}
 	}
 	slices.Sort(res.Servers)
 	res.Signed = time.UnixMilli(int64(best.Seq))
 	return res, nil
 }
 
-// maybeRecheck looks contacts' names up again when recheck_interval has
+// maybeRecheck looks contacts' names up again when RecheckInterval has
 // passed or a rendezvous connection opened since the last time.
-func (n *Node) maybeRecheck(ctx context.Context) {
-	servers := n.connectedRdvs()
+func (s *Service) maybeRecheck(ctx context.Context) {
+	servers := s.links.ConnectedServers()
 	if len(servers) == 0 {
 		return
 	}
-	n.names.mu.Lock()
-	last := n.names.lastRecheck
-	n.names.mu.Unlock()
-	due := time.Since(last) >= n.cfg.Names.RecheckInterval
+	s.names.mu.Lock()
+	last := s.names.lastRecheck
+	s.names.mu.Unlock()
+	due := s.now().Sub(last) >= s.cfg.RecheckInterval
 	for _, session := range servers {
 		due = due || session.After(last)
 	}
 	if due {
-		n.recheckNames(ctx)
+		s.RecheckNames(ctx)
 	}
 }
 
-// recheckNames looks up the name of every contact added by name and warns
+// RecheckNames looks up the name of every contact added by name now and warns
 // when it no longer points to the contact's key.
-func (n *Node) recheckNames(ctx context.Context) {
-	n.names.mu.Lock()
-	n.names.lastRecheck = time.Now()
-	n.names.mu.Unlock()
-	cs, err := n.store.Contacts(ctx)
+func (s *Service) RecheckNames(ctx context.Context) {
+	s.names.mu.Lock()
+	s.names.lastRecheck = s.now()
+	s.names.mu.Unlock()
+	cs, err := s.store.Contacts(ctx)
 	if err != nil {
 		return
 	}
@@ -500,44 +493,45 @@ func (n *Node) recheckNames(ctx context.Context) {
 		if c.DirName == "" || c.State == store.StateBlocked || ctx.Err() != nil {
 			continue
 		}
-		res, err := n.LookupName(ctx, c.DirName)
+		res, err := s.LookupName(ctx, c.DirName)
 		switch {
 		case err == nil && res.PeerID == c.PeerID.String():
-			if cleared, _ := n.store.ClearNameWarning(ctx, c.PeerID); cleared {
-				n.log.Info("directory name points to the contact's key again", "contact", c.Label(), "dir_name", c.DirName)
-				n.publish(control.Event{Type: control.EventKeyChange, PeerID: c.PeerID.String(), Name: c.Name})
+			if cleared, _ := s.store.ClearNameWarning(ctx, c.PeerID); cleared {
+				s.log.Info("directory name points to the contact's key again", "contact", c.Label(), "dir_name", c.DirName)
+				s.pub.Publish(control.Event{Type: control.EventKeyChange, PeerID: c.PeerID.String(), Name: c.Name})
 			}
 		case err == nil:
 			seen, _ := peer.Decode(res.PeerID)
-			n.warnKeyChange(ctx, c, store.NameWarning{DirName: c.DirName, SeenPeer: seen, SeenAt: time.Now(),
+			s.warnKeyChange(ctx, c, store.NameWarning{DirName: c.DirName, SeenPeer: seen, SeenAt: s.now(),
 				Warning: fmt.Sprintf("the directory name %q now points to another key (%s), not to this contact's; natter keeps using the key you added (%s)", c.DirName, res.PeerID, c.PeerID)})
 		case errors.Is(err, errDisagree):
-			n.warnKeyChange(ctx, c, store.NameWarning{DirName: c.DirName, SeenAt: time.Now(),
+			s.warnKeyChange(ctx, c, store.NameWarning{DirName: c.DirName, SeenAt: s.now(),
 				Warning: fmt.Sprintf("rendezvous servers disagree about the directory name %q; natter keeps using the key you added (%s)", c.DirName, c.PeerID)})
 		default:
 			// Not registered any more, or no answer: nothing to warn about.
-			n.log.Debug("contact's directory name not checked", "contact", c.Label(), "dir_name", c.DirName, "err", err)
+			s.log.Debug("contact's directory name not checked", "contact", c.Label(), "dir_name", c.DirName, "err", err)
 		}
 	}
 }
 
-func (n *Node) warnKeyChange(ctx context.Context, c store.Contact, w store.NameWarning) {
-	changed, err := n.store.SetNameWarning(ctx, c.PeerID, w)
+func (s *Service) warnKeyChange(ctx context.Context, c store.Contact, w store.NameWarning) {
+	changed, err := s.store.SetNameWarning(ctx, c.PeerID, w)
 	if err != nil || !changed {
 		return
 	}
-	n.log.Warn("contact's directory name points to another key; keeping the contact's key", "contact", c.Label(),
+	s.log.Warn("contact's directory name points to another key; keeping the contact's key", "contact", c.Label(),
 		"peer", c.PeerID.String(), "dir_name", c.DirName, "now", w.SeenPeer.String())
-	n.publish(control.Event{Type: control.EventKeyChange, PeerID: c.PeerID.String(), Name: c.Name, Warning: w.Warning})
+	s.pub.Publish(control.Event{Type: control.EventKeyChange, PeerID: c.PeerID.String(), Name: c.Name, Warning: w.Warning})
 }
 
-// nameWarnings maps contacts to their warning text (empty map on error:
-// warnings are advisory and must not break listing contacts).
-func (n *Node) nameWarnings(ctx context.Context) map[peer.ID]string {
-	ws, err := n.store.NameWarnings(ctx)
+// NameWarnings maps contacts to their key-change warning text (an empty
+// map on error: warnings are advisory and must not break listing
+// contacts).
+func (s *Service) NameWarnings(ctx context.Context) map[peer.ID]string {
+	ws, err := s.store.NameWarnings(ctx)
 	out := make(map[peer.ID]string, len(ws))
 	if err != nil {
-		n.log.Warn("read name warnings", "err", err)
+		s.log.Warn("read name warnings", "err", err)
 		return out
 	}
 	for p, w := range ws {
@@ -550,8 +544,8 @@ func (n *Node) nameWarnings(ctx context.Context) map[peer.ID]string {
 // <name>`: the verified holder's peer ID, dn as its dir_name (so a later
 // key change under that name is noticed) and as its local name unless
 // one was given.
-func (n *Node) resolveContactName(ctx context.Context, c *store.Contact, dn string) error {
-	res, err := n.LookupName(ctx, dn)
+func (s *Service) resolveContactName(ctx context.Context, c *store.Contact, dn string) error {
+	res, err := s.LookupName(ctx, dn)
 	if err != nil {
 		return err
 	}
@@ -559,7 +553,7 @@ func (n *Node) resolveContactName(ctx context.Context, c *store.Contact, dn stri
 	if err != nil {
 		return err
 	}
-	if old, err := n.store.ContactByDirName(ctx, dn); err == nil && old.PeerID != id {
+	if old, err := s.store.ContactByDirName(ctx, dn); err == nil && old.PeerID != id {
 		return core.Conflict(fmt.Errorf("you added %s by the name %q before, with another key (%s); the name now points to %s: remove the old contact first if you trust the new key",
 			old.Label(), dn, old.PeerID, id))
 	}

@@ -1,4 +1,4 @@
-package node
+package social
 
 import (
 	"bytes"
@@ -31,26 +31,24 @@ import (
 
 // profiles tracks fetches of contacts' profiles.
 type profiles struct {
-	mu sync.Mutex
+	mu sync.Mutex // guards the following fields
 	// announced is the newest version each contact pushed; inflight the
 	// contacts being fetched from.
 	announced map[peer.ID]uint64
 	inflight  map[peer.ID]bool
 }
 
-// startProfile registers the profile service.
-func (n *Node) startProfile() {
-	n.profs = &profiles{announced: map[peer.ID]uint64{}, inflight: map[peer.ID]bool{}}
-	n.svcs = append(n.svcs, profile.New(n.host, profileOwner{n}, profile.WithLogger(n.log), profile.WithMetrics(n.metrics)))
+func (ps *profiles) init() {
+	ps.announced, ps.inflight = map[peer.ID]uint64{}, map[peer.ID]bool{}
 }
 
 // profileOwner serves our profile to accepted contacts (profile.Owner).
-type profileOwner struct{ n *Node }
+type profileOwner struct{ s *Service }
 
-func (o profileOwner) Allow(ctx context.Context, p peer.ID) bool { return o.n.isAccepted(ctx, p) }
+func (o profileOwner) Allow(ctx context.Context, p peer.ID) bool { return o.s.IsAccepted(ctx, p) }
 
 func (o profileOwner) Profile(ctx context.Context) (profile.Profile, error) {
-	p, err := o.n.store.OwnProfile(ctx)
+	p, err := o.s.store.OwnProfile(ctx)
 	if err != nil {
 		return profile.Profile{}, err
 	}
@@ -59,49 +57,49 @@ func (o profileOwner) Profile(ctx context.Context) (profile.Profile, error) {
 
 // profileAnnounced is called for every presence push: if the contact's
 // profile is newer than our copy, fetch it (once at a time per contact).
-func (n *Node) profileAnnounced(p peer.ID, version uint64) {
-	if version == 0 || n.profs == nil {
+func (s *Service) profileAnnounced(p peer.ID, version uint64) {
+	if version == 0 {
 		return
 	}
-	n.profs.mu.Lock()
-	if version > n.profs.announced[p] {
-		n.profs.announced[p] = version
+	s.profs.mu.Lock()
+	if version > s.profs.announced[p] {
+		s.profs.announced[p] = version
 	}
-	busy := n.profs.inflight[p]
-	n.profs.mu.Unlock()
+	busy := s.profs.inflight[p]
+	s.profs.mu.Unlock()
 	if busy {
 		return // the fetch in flight re-checks when it is done
 	}
-	cached, err := n.store.ContactProfile(n.ctx, p)
+	cached, err := s.store.ContactProfile(s.ctx, p)
 	if err == nil && cached.Version >= version || err != nil && !errors.Is(err, store.ErrNotFound) {
 		return
 	}
-	n.profs.mu.Lock()
-	if n.profs.inflight[p] {
-		n.profs.mu.Unlock()
+	s.profs.mu.Lock()
+	if s.profs.inflight[p] {
+		s.profs.mu.Unlock()
 		return
 	}
-	n.profs.inflight[p] = true
-	n.profs.mu.Unlock()
-	n.goRun(func(ctx context.Context) { n.fetchProfiles(ctx, p) })
+	s.profs.inflight[p] = true
+	s.profs.mu.Unlock()
+	s.goRun(func(ctx context.Context) { s.fetchProfiles(ctx, p) })
 }
 
 // fetchProfiles fetches p's profile until our copy is as new as the
 // newest version it announced (or a fetch fails: the next push retries).
-func (n *Node) fetchProfiles(ctx context.Context, p peer.ID) {
+func (s *Service) fetchProfiles(ctx context.Context, p peer.ID) {
 	defer func() {
-		n.profs.mu.Lock()
-		delete(n.profs.inflight, p)
-		n.profs.mu.Unlock()
+		s.profs.mu.Lock()
+		delete(s.profs.inflight, p)
+		s.profs.mu.Unlock()
 	}()
 	for ctx.Err() == nil {
-		got, err := n.fetchProfile(ctx, p)
+		got, err := s.fetchProfile(ctx, p)
 		if err != nil {
 			return
 		}
-		n.profs.mu.Lock()
-		want := n.profs.announced[p]
-		n.profs.mu.Unlock()
+		s.profs.mu.Lock()
+		want := s.profs.announced[p]
+		s.profs.mu.Unlock()
 		if got >= want {
 			return
 		}
@@ -109,47 +107,47 @@ func (n *Node) fetchProfiles(ctx context.Context, p peer.ID) {
 }
 
 // fetchProfile fetches and caches p's profile and returns its version.
-func (n *Node) fetchProfile(ctx context.Context, p peer.ID) (uint64, error) {
-	prof, err := profile.Fetch(ctx, n.host, p)
+func (s *Service) fetchProfile(ctx context.Context, p peer.ID) (uint64, error) {
+	prof, err := s.net.FetchProfile(ctx, p)
 	if err != nil {
 		if ctx.Err() == nil {
-			n.metrics.StreamError("profile", err)
-			n.log.Debug("profile fetch failed", "peer", p.ShortString(), "err", err)
+			s.metrics.StreamError("profile", err)
+			s.log.Debug("profile fetch failed", "peer", p.ShortString(), "err", err)
 		}
 		return 0, err
 	}
-	saved, err := n.store.SaveContactProfile(ctx, p, store.Profile{Version: prof.Version, Name: prof.Name, Status: prof.Status, Avatar: prof.Avatar, AvatarType: prof.AvatarType})
+	saved, err := s.store.SaveContactProfile(ctx, p, store.Profile{Version: prof.Version, Name: prof.Name, Status: prof.Status, Avatar: prof.Avatar, AvatarType: prof.AvatarType})
 	if err != nil {
-		n.log.Warn("save contact profile", "peer", p.ShortString(), "err", err)
+		s.log.Warn("save contact profile", "peer", p.ShortString(), "err", err)
 		return 0, err
 	}
 	if saved {
 		name := ""
-		if c, err := n.store.ContactByPeer(ctx, p); err == nil {
+		if c, err := s.store.ContactByPeer(ctx, p); err == nil {
 			name = c.Name
 		}
-		n.log.Info("contact profile updated", "peer", p.ShortString(), "name", name, "version", prof.Version, "avatar_bytes", len(prof.Avatar))
-		n.publish(control.Event{Type: control.EventProfile, PeerID: p.String(), Name: name, Version: prof.Version})
+		s.log.Info("contact profile updated", "peer", p.ShortString(), "name", name, "version", prof.Version, "avatar_bytes", len(prof.Avatar))
+		s.pub.Publish(control.Event{Type: control.EventProfile, PeerID: p.String(), Name: name, Version: prof.Version})
 	}
 	return prof.Version, nil
 }
 
 // OwnProfile returns our profile.
-func (n *Node) OwnProfile(ctx context.Context) (control.Profile, error) {
-	p, err := n.store.OwnProfile(ctx)
+func (s *Service) OwnProfile(ctx context.Context) (control.Profile, error) {
+	p, err := s.store.OwnProfile(ctx)
 	if err != nil {
 		return control.Profile{}, err
 	}
-	return toAPIProfile(n.host.ID(), "", p), nil
+	return toAPIProfile(s.net.ID(), "", p), nil
 }
 
 // ContactProfile returns a contact's profile as last fetched.
-func (n *Node) ContactProfile(ctx context.Context, ref string) (control.Profile, error) {
-	c, err := n.findContactRef(ctx, ref)
+func (s *Service) ContactProfile(ctx context.Context, ref string) (control.Profile, error) {
+	c, err := s.FindContact(ctx, ref)
 	if err != nil {
 		return control.Profile{}, err
 	}
-	p, err := n.store.ContactProfile(ctx, c.PeerID)
+	p, err := s.store.ContactProfile(ctx, c.PeerID)
 	if errors.Is(err, store.ErrNotFound) {
 		return control.Profile{}, core.NotFound(fmt.Errorf("no profile of %s yet: it is fetched from accepted contacts when they are online", c.Label()))
 	}
@@ -161,7 +159,7 @@ func (n *Node) ContactProfile(ctx context.Context, ref string) (control.Profile,
 
 // SetProfile changes our profile and tells connected contacts (a presence
 // push carrying the new version).
-func (n *Node) SetProfile(ctx context.Context, req control.ProfileRequest) (control.Profile, error) {
+func (s *Service) SetProfile(ctx context.Context, req control.ProfileRequest) (control.Profile, error) {
 	var (
 		avatar []byte
 		typ    string
@@ -192,7 +190,7 @@ func (n *Node) SetProfile(ctx context.Context, req control.ProfileRequest) (cont
 	case req.Name == nil && req.Status == nil && !req.ClearAvatar:
 		return control.Profile{}, core.Invalid(errors.New("nothing to change: give a name, a status, an avatar or clear_avatar"))
 	}
-	p, err := n.store.SetOwnProfile(ctx, func(p *store.Profile) {
+	p, err := s.store.SetOwnProfile(ctx, func(p *store.Profile) {
 		if req.Name != nil {
 			p.Name = *req.Name
 		}
@@ -209,13 +207,13 @@ func (n *Node) SetProfile(ctx context.Context, req control.ProfileRequest) (cont
 	if err != nil {
 		return control.Profile{}, err
 	}
-	n.log.Info("profile changed", "version", p.Version, "avatar_bytes", len(p.Avatar))
-	n.self.mu.Lock()
-	n.self.set = time.Now()
-	n.self.mu.Unlock()
-	n.broadcastPresence()
-	n.publish(control.Event{Type: control.EventProfile, PeerID: n.host.ID().String(), Version: p.Version})
-	return toAPIProfile(n.host.ID(), "", p), nil
+	s.log.Info("profile changed", "version", p.Version, "avatar_bytes", len(p.Avatar))
+	s.self.mu.Lock()
+	s.self.set = s.now()
+	s.self.mu.Unlock()
+	s.broadcastPresence()
+	s.pub.Publish(control.Event{Type: control.EventProfile, PeerID: s.net.ID().String(), Version: p.Version})
+	return toAPIProfile(s.net.ID(), "", p), nil
 }
 
 func toAPIProfile(id peer.ID, contactName string, p store.Profile) control.Profile {
