@@ -99,8 +99,9 @@ type Server struct {
 	metricsLn  net.Listener
 	wg         sync.WaitGroup
 
-	mu    sync.Mutex
-	peers map[peer.ID]*peerState
+	mu       sync.Mutex // guards the following fields
+	peers    map[peer.ID]*peerState
+	admitted map[peer.ID]admitted // reservations.go
 
 	ctx    context.Context // lifetime of background work, cancelled by Close
 	cancel context.CancelFunc
@@ -136,6 +137,7 @@ func New(ctx context.Context, cfg Config, opts ...Option) (_ *Server, err error)
 		reg:       o.reg,
 		started:   time.Now(),
 		peers:     map[peer.ID]*peerState{},
+		admitted:  map[peer.ID]admitted{},
 		adminPath: filepath.Join(cfg.DataDir, AdminSocket),
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
@@ -371,7 +373,8 @@ func sameListener(w, h ma.Multiaddr) bool {
 }
 
 // sweep forgets the state of peers that left while a heartbeat or a
-// reservation request of theirs was being recorded.
+// reservation request of theirs was being recorded, and the admitted
+// reservations that expired.
 func (s *Server) sweep() {
 	defer s.wg.Done()
 	t := time.NewTicker(time.Minute)
@@ -388,6 +391,7 @@ func (s *Server) sweep() {
 				delete(s.peers, p)
 			}
 		}
+		s.forgetExpiredAdmitted(time.Now())
 		s.mu.Unlock()
 	}
 }
