@@ -46,7 +46,7 @@ type profiles struct {
 // startProfile registers the profile service.
 func (n *Node) startProfile() {
 	n.profs = &profiles{announced: map[peer.ID]uint64{}, inflight: map[peer.ID]bool{}}
-	n.svcs = append(n.svcs, profile.New(n.host, profileOwner{n}, profile.WithLogger(n.log), profile.WithMetrics(n.metrics)))
+	n.svcs = append(n.svcs, quietClose{profile.New(n.host, profileOwner{n}, profile.WithLogger(n.log), profile.WithMetrics(n.metrics))})
 }
 
 // profileOwner serves our profile to accepted contacts (profile.Owner).

@@ -57,13 +57,11 @@ func wantsLink(state store.ContactState) bool {
 // protocols.
 func (n *Node) startServices() {
 	n.svcs = append(n.svcs,
-		contact.NewService(n.host, requestHandler{n}, &contact.Options{
-			Rate:    1 / n.cfg.Contacts.RequestInterval.Seconds(),
-			Burst:   n.cfg.Contacts.RequestBurst,
-			Log:     n.log,
-			Metrics: n.metrics,
-		}),
-		presence.NewService(n.host, presenceReceiver{n}, n.log, n.metrics),
+		quietClose{contact.New(n.host, requestHandler{n},
+			contact.WithRateLimit(1/n.cfg.Contacts.RequestInterval.Seconds(), n.cfg.Contacts.RequestBurst),
+			contact.WithLogger(n.log),
+			contact.WithMetrics(n.metrics))},
+		quietClose{presence.New(n.host, presenceReceiver{n}, presence.WithLogger(n.log), presence.WithMetrics(n.metrics))},
 	)
 }
 
