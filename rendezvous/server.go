@@ -272,7 +272,7 @@ func New(ctx context.Context, cfg Config, opts ...Option) (_ *Server, err error)
 		limits.RequestTimeout = g.RequestTimeout
 		ropts = append(ropts, rdvproto.WithGate(s.registryGate))
 	}
-	s.rdv, err = rdvproto.NewService(s.h, append(ropts, rdvproto.WithLimits(limits))...)
+	s.rdv, err = rdvproto.New(s.h, append(ropts, rdvproto.WithLimits(limits))...)
 	if err != nil {
 		return nil, fmt.Errorf("start rendezvous registry: %w", err)
 	}
