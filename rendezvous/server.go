@@ -55,16 +55,11 @@ type Option func(*options)
 
 type options struct {
 	log   *slog.Logger
-	reg   *prometheus.Registry
 	stock bool
 }
 
 // WithLogger sets the logger (default: discard).
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
-
-// WithRegistry makes the server register its metrics, and libp2p's, in
-// reg (default: a private registry, served on metrics_listen if set).
-func WithRegistry(reg *prometheus.Registry) Option { return func(o *options) { o.reg = reg } }
 
 // WithStockLibp2pLimits replaces the server's limits with go-libp2p's
 // defaults: the default resource manager (scaled to the machine),
@@ -128,13 +123,10 @@ func New(ctx context.Context, cfg Config, opts ...Option) (_ *Server, err error)
 	for _, opt := range opts {
 		opt(&o)
 	}
-	if o.reg == nil {
-		o.reg = prometheus.NewRegistry()
-	}
 	s := &Server{
 		cfg:       cfg,
 		log:       o.log,
-		reg:       o.reg,
+		reg:       prometheus.NewRegistry(),
 		started:   time.Now(),
 		peers:     map[peer.ID]*peerState{},
 		admitted:  map[peer.ID]admitted{},

@@ -123,15 +123,6 @@ func WithRateLimit(perSecond float64, burst int) Option {
 	}
 }
 
-// WithTimeout bounds one exchange (default DefaultTimeout).
-func WithTimeout(d time.Duration) Option {
-	return func(c *config) {
-		if d > 0 {
-			c.timeout = d
-		}
-	}
-}
-
 // WithLogger sets the logger (default: discard).
 func WithLogger(l *slog.Logger) Option {
 	return func(c *config) {

@@ -28,7 +28,7 @@ const (
 	MaxMessageBytes = 256
 	// MaxFrameSize bounds one frame.
 	MaxFrameSize = 1 << 10
-	// DefaultTimeout bounds one push, on both sides (WithTimeout).
+	// DefaultTimeout bounds one push, on both sides.
 	DefaultTimeout = 10 * time.Second
 )
 
@@ -127,15 +127,6 @@ type config struct {
 
 // Option configures a Service.
 type Option func(*config)
-
-// WithTimeout bounds one push received (default DefaultTimeout).
-func WithTimeout(d time.Duration) Option {
-	return func(c *config) {
-		if d > 0 {
-			c.timeout = d
-		}
-	}
-}
 
 // WithLogger sets the logger (default: discard).
 func WithLogger(l *slog.Logger) Option {

@@ -110,15 +110,6 @@ func WithLogger(l *slog.Logger) Option {
 // WithMetrics counts failed streams (label protocol = "profile").
 func WithMetrics(m *wire.Metrics) Option { return func(c *config) { c.metrics = m } }
 
-// WithTimeout bounds one exchange (default DefaultTimeout).
-func WithTimeout(d time.Duration) Option {
-	return func(c *config) {
-		if d > 0 {
-			c.timeout = d
-		}
-	}
-}
-
 // WithRateLimit limits fetches per peer: burst at once, then one every
 // 1/perSecond (default DefaultBurst, DefaultRate). The excess is reset and
 // counted as rate_limited.
