@@ -169,6 +169,10 @@ func (n *Node) ID() peer.ID { return n.host.ID() }
 // Host exposes the libp2p host (for tests and benchmarks).
 func (n *Node) Host() host.Host { return n.host }
 
+// Chat exposes the chat feature (for benchmarks that measure it without
+// the control API in between).
+func (n *Node) Chat() *nodechat.Service { return n.chat }
+
 // goRun starts f as a goroutine owned by the node: it gets the node's
 // lifetime context and Close waits for it.
 func (n *Node) goRun(f func(ctx context.Context)) {

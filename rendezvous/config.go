@@ -183,7 +183,9 @@ type RateLimitsConfig struct {
 	RegistryPerPeer Rate `mapstructure:"registry_per_peer"`
 	RegistryPerIP   Rate `mapstructure:"registry_per_ip"`
 	// ReservationsPerPeer and ReservationsPerIP: relay reservation requests
-	// (new and refreshed), answered PERMISSION_DENIED.
+	// (new and refreshed), answered PERMISSION_DENIED. A request on a new
+	// connection that replaces the peer's reservation (the node restarted
+	// or reconnected) is charged per IP only: see reservations.go.
 	ReservationsPerPeer Rate `mapstructure:"reservations_per_peer"`
 	ReservationsPerIP   Rate `mapstructure:"reservations_per_ip"`
 	// CircuitsPerPeer: relayed connection requests from one peer.

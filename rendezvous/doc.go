@@ -44,7 +44,9 @@
 // registry's MaxRegistrationsPerSource); token buckets per peer and per IP
 // on new connections (a connection gater, before the handshake), registry
 // requests (the registry's Gate), reservations and circuits (the relay's
-// ACL) and pings, and go-libp2p's AutoNAT throttle. Refusals are counted in
+// ACL) and pings, and go-libp2p's AutoNAT throttle. A reservation that
+// replaces the same peer's previous one from a new connection (a restart)
+// is not a new one for the per-peer bucket (reservations.go). Refusals are counted in
 // natter_rendezvous_refused_total{request,reason}.
 //
 // Data dir (0700): identity.key (the server's Ed25519 key, libp2p-

@@ -270,42 +270,6 @@ func (h *heartbeatStream) Read(b []byte) (int, error) {
 	return n, err
 }
 
-// acl is the relay service's access control: it admits everyone (the
-// relay enforces the limits) and records reservations and circuits.
-type acl struct{ s *Server }
-
-func (a acl) AllowReserve(p peer.ID, addr ma.Multiaddr) bool {
-	s := a.s
-	if l := s.limits; l != nil {
-		src, ok := wire.SourceKey(addr)
-		// Per peer first, as for the registry (registryGate).
-		if !l.rsvpPerPeer.Allow(p) || (ok && !l.rsvpPerIP.Allow(src)) {
-			s.metrics.refused.WithLabelValues(reqReservation, rdvproto.RefusedRateLimited).Inc()
-			s.log.Debug("relay reservation refused: rate limited", "peer", p, "remote_addr", addr)
-			return false
-		}
-	}
-	exp := time.Now().Add(s.cfg.Relay.ReservationTTL)
-	s.mu.Lock()
-	s.state(p).reservationExpires = exp
-	s.mu.Unlock()
-	s.metrics.reservationRequests.Inc()
-	s.log.Info("relay reservation", "peer", p, "remote_addr", addr, "expires", exp.Format(time.RFC3339))
-	return true
-}
-
-func (a acl) AllowConnect(src peer.ID, srcAddr ma.Multiaddr, dest peer.ID) bool {
-	s := a.s
-	if s.limits != nil && !s.limits.circuitsPeer.Allow(src) {
-		s.metrics.refused.WithLabelValues(reqCircuit, rdvproto.RefusedRateLimited).Inc()
-		s.log.Debug("relay circuit refused: rate limited", "src", src, "dst", dest)
-		return false
-	}
-	s.metrics.circuitRequests.Inc()
-	s.log.Info("relay circuit", "src", src, "src_addr", srcAddr, "dst", dest)
-	return true
-}
-
 func (s *Server) connected(_ network.Network, c network.Conn) {
 	t := connTransport(c.RemoteMultiaddr())
 	s.metrics.connsOpened.WithLabelValues(t).Inc()

@@ -55,16 +55,11 @@ type Option func(*options)
 
 type options struct {
 	log   *slog.Logger
-	reg   *prometheus.Registry
 	stock bool
 }
 
 // WithLogger sets the logger (default: discard).
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
-
-// WithRegistry makes the server register its metrics, and libp2p's, in
-// reg (default: a private registry, served on metrics_listen if set).
-func WithRegistry(reg *prometheus.Registry) Option { return func(o *options) { o.reg = reg } }
 
 // WithStockLibp2pLimits replaces the server's limits with go-libp2p's
 // defaults: the default resource manager (scaled to the machine),
@@ -99,8 +94,9 @@ type Server struct {
 	metricsLn  net.Listener
 	wg         sync.WaitGroup
 
-	mu    sync.Mutex
-	peers map[peer.ID]*peerState
+	mu       sync.Mutex // guards the following fields
+	peers    map[peer.ID]*peerState
+	admitted map[peer.ID]admitted // reservations.go
 
 	ctx    context.Context // lifetime of background work, cancelled by Close
 	cancel context.CancelFunc
@@ -127,15 +123,13 @@ func New(ctx context.Context, cfg Config, opts ...Option) (_ *Server, err error)
 	for _, opt := range opts {
 		opt(&o)
 	}
-	if o.reg == nil {
-		o.reg = prometheus.NewRegistry()
-	}
 	s := &Server{
 		cfg:       cfg,
 		log:       o.log,
-		reg:       o.reg,
+		reg:       prometheus.NewRegistry(),
 		started:   time.Now(),
 		peers:     map[peer.ID]*peerState{},
+		admitted:  map[peer.ID]admitted{},
 		adminPath: filepath.Join(cfg.DataDir, AdminSocket),
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
@@ -270,7 +264,7 @@ func New(ctx context.Context, cfg Config, opts ...Option) (_ *Server, err error)
 		limits.RequestTimeout = g.RequestTimeout
 		ropts = append(ropts, rdvproto.WithGate(s.registryGate))
 	}
-	s.rdv, err = rdvproto.NewService(s.h, append(ropts, rdvproto.WithLimits(limits))...)
+	s.rdv, err = rdvproto.New(s.h, append(ropts, rdvproto.WithLimits(limits))...)
 	if err != nil {
 		return nil, fmt.Errorf("start rendezvous registry: %w", err)
 	}
@@ -371,7 +365,8 @@ func sameListener(w, h ma.Multiaddr) bool {
 }
 
 // sweep forgets the state of peers that left while a heartbeat or a
-// reservation request of theirs was being recorded.
+// reservation request of theirs was being recorded, and the admitted
+// reservations that expired.
 func (s *Server) sweep() {
 	defer s.wg.Done()
 	t := time.NewTicker(time.Minute)
@@ -388,6 +383,7 @@ func (s *Server) sweep() {
 				delete(s.peers, p)
 			}
 		}
+		s.forgetExpiredAdmitted(time.Now())
 		s.mu.Unlock()
 	}
 }

@@ -57,7 +57,7 @@ func TestRendezvousLink(t *testing.T) {
 	server, err := libp2p.New(libp2p.ListenAddrs(loopbackAddrs()...))
 	require.NoError(t, err)
 	defer server.Close()
-	registry, err := rdvproto.NewService(server)
+	registry, err := rdvproto.New(server)
 	require.NoError(t, err)
 	defer registry.Close()
 	relay, err := relayv2.New(server, relayv2.WithACL(denyReservations{}))

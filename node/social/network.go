@@ -2,6 +2,7 @@ package social
 
 import (
 	"context"
+	"io"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
@@ -56,14 +57,11 @@ func (n hostNetwork) LookupName(ctx context.Context, server peer.ID, name string
 // Serve registers the handlers of the friend-request, presence and
 // profile protocols on h; Close removes them. Call it once, after New.
 func (s *Service) Serve(h host.Host) {
-	svcs := []interface{ Close() }{
-		contact.NewService(h, requestHandler{s}, &contact.Options{
-			Rate:    1 / s.cfg.RequestInterval.Seconds(),
-			Burst:   s.cfg.RequestBurst,
-			Log:     s.log,
-			Metrics: s.metrics,
-		}),
-		presence.NewService(h, presenceReceiver{s}, s.log, s.metrics),
+	svcs := []io.Closer{
+		contact.New(h, requestHandler{s},
+			contact.WithRateLimit(1/s.cfg.RequestInterval.Seconds(), s.cfg.RequestBurst),
+			contact.WithLogger(s.log), contact.WithMetrics(s.metrics)),
+		presence.New(h, presenceReceiver{s}, presence.WithLogger(s.log), presence.WithMetrics(s.metrics)),
 		profile.New(h, profileOwner{s}, profile.WithLogger(s.log), profile.WithMetrics(s.metrics)),
 	}
 	s.mu.Lock()

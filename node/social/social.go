@@ -2,7 +2,9 @@ package social
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"sync"
 	"time"
@@ -105,7 +107,7 @@ type Service struct {
 
 	mu     sync.Mutex // guards the following fields
 	closed bool
-	svcs   []interface{ Close() }
+	svcs   []io.Closer
 
 	reqs  requests
 	self  selfPresence
@@ -169,10 +171,11 @@ func (s *Service) Close() error {
 	s.pushOffline()
 	s.cancel()
 	s.wg.Wait()
+	var errs []error
 	for _, svc := range svcs {
-		svc.Close()
+		errs = append(errs, svc.Close())
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // HandleLink applies a change of the link with a contact. It returns

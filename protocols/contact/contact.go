@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/host"
@@ -90,65 +91,85 @@ func validateResponse(m *pb.Response) error {
 	return ValidateText("reason", m.GetReason(), MaxReasonBytes)
 }
 
-// Options tune a Service.
-type Options struct {
-	// Rate and Burst limit requests per peer (per second, bucket size).
-	Rate  float64
-	Burst int
-	// Timeout bounds one exchange.
-	Timeout time.Duration
-	Log     *slog.Logger
-	Metrics *wire.Metrics
+// Defaults of a Service (see the options).
+const (
+	// DefaultRate and DefaultBurst: 5 requests at once, then one a minute
+	// per peer.
+	DefaultRate  = 1.0 / 60
+	DefaultBurst = 5
+	// DefaultTimeout bounds one exchange, on both sides.
+	DefaultTimeout = 10 * time.Second
+)
+
+// config is what the options set; it starts from the defaults above.
+type config struct {
+	rate    float64
+	burst   int
+	timeout time.Duration
+	log     *slog.Logger
+	metrics *wire.Metrics
 }
 
-// DefaultOptions: 5 requests at once, then one a minute per peer.
-func DefaultOptions() Options {
-	return Options{Rate: 1.0 / 60, Burst: 5, Timeout: 10 * time.Second}
+// Option configures a Service.
+type Option func(*config)
+
+// WithRateLimit limits requests per peer: burst at once, then perSecond
+// (default DefaultBurst, DefaultRate). The excess is answered RATE_LIMITED.
+func WithRateLimit(perSecond float64, burst int) Option {
+	return func(c *config) {
+		if perSecond > 0 && burst > 0 {
+			c.rate, c.burst = perSecond, burst
+		}
+	}
 }
+
+// WithLogger sets the logger (default: discard).
+func WithLogger(l *slog.Logger) Option {
+	return func(c *config) {
+		if l != nil {
+			c.log = l
+		}
+	}
+}
+
+// WithMetrics counts failed streams (label protocol = "contact").
+func WithMetrics(m *wire.Metrics) Option { return func(c *config) { c.metrics = m } }
 
 // Service answers contact streams.
 type Service struct {
-	h    host.Host
-	hd   Handler
-	o    Options
-	lim  *wire.PeerLimiter
-	ctx  context.Context
-	stop context.CancelFunc
+	h   host.Host
+	hd  Handler
+	cfg config
+	lim *wire.PeerLimiter
+	t   *wire.Tracker
+
+	closeOnce sync.Once
 }
 
-// NewService registers the handler on h. o may be nil.
-func NewService(h host.Host, hd Handler, o *Options) *Service {
-	opts := DefaultOptions()
-	if o != nil {
-		if o.Rate > 0 {
-			opts.Rate = o.Rate
-		}
-		if o.Burst > 0 {
-			opts.Burst = o.Burst
-		}
-		if o.Timeout > 0 {
-			opts.Timeout = o.Timeout
-		}
-		opts.Log, opts.Metrics = o.Log, o.Metrics
+// New registers the handler on h; hd applies the requests.
+func New(h host.Host, hd Handler, opts ...Option) *Service {
+	cfg := config{rate: DefaultRate, burst: DefaultBurst, timeout: DefaultTimeout, log: slog.New(slog.DiscardHandler)}
+	for _, o := range opts {
+		o(&cfg)
 	}
-	if opts.Log == nil {
-		opts.Log = slog.New(slog.DiscardHandler)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	s := &Service{h: h, hd: hd, o: opts, lim: wire.NewPeerLimiter(opts.Rate, opts.Burst), ctx: ctx, stop: cancel}
-	h.SetStreamHandler(ID, s.handle)
+	s := &Service{h: h, hd: hd, cfg: cfg, lim: wire.NewPeerLimiter(cfg.rate, cfg.burst), t: wire.NewTracker()}
+	h.SetStreamHandler(ID, s.t.Handler(s.handle))
 	return s
 }
 
-// Close unregisters the handler.
-func (s *Service) Close() {
-	s.h.RemoveStreamHandler(ID)
-	s.stop()
+// Close removes the handler, resets the streams being served and waits
+// for their handlers. It is idempotent.
+func (s *Service) Close() error {
+	s.closeOnce.Do(func() {
+		s.h.RemoveStreamHandler(ID)
+		s.t.Close()
+	})
+	return nil
 }
 
 func (s *Service) handle(st network.Stream) {
 	from := st.Conn().RemotePeer()
-	err := wire.Serve(st, wire.ServeOptions{Service: ServiceName, Memory: 2 * MaxFrameSize, Timeout: s.o.Timeout}, func(st network.Stream) error {
+	err := wire.Serve(st, wire.ServeOptions{Service: ServiceName, Memory: 2 * MaxFrameSize, Timeout: s.cfg.timeout}, func(st network.Stream) error {
 		var req pb.Request
 		if err := wire.ReadMsg(st, &req, MaxFrameSize); err != nil {
 			return err
@@ -159,11 +180,11 @@ func (s *Service) handle(st network.Stream) {
 		if !s.lim.Allow(from) {
 			// Answer (and close cleanly, so that the answer arrives): an
 			// honest but impatient peer learns why. Count it all the same.
-			s.o.Metrics.StreamError("contact", wire.ErrRateLimited)
-			s.o.Log.Debug("contact request rate-limited", "peer", from.ShortString(), "kind", req.GetKind())
+			s.cfg.metrics.StreamError("contact", wire.ErrRateLimited)
+			s.cfg.log.Debug("contact request rate-limited", "peer", from.ShortString(), "kind", req.GetKind())
 			return wire.WriteMsg(st, &pb.Response{Status: pb.Status_RATE_LIMITED, Reason: "too many requests; try again later"}, MaxFrameSize)
 		}
-		ctx, cancel := context.WithTimeout(s.ctx, s.o.Timeout)
+		ctx, cancel := context.WithTimeout(s.t.Context(), s.cfg.timeout)
 		resp := s.hd.HandleContact(ctx, from, Request{Kind: req.GetKind(), Note: req.GetNote(), Name: req.GetName()})
 		cancel()
 		if len(resp.Reason) > MaxReasonBytes {
@@ -172,8 +193,8 @@ func (s *Service) handle(st network.Stream) {
 		return wire.WriteMsg(st, &pb.Response{Status: resp.Status, Reason: resp.Reason}, MaxFrameSize)
 	})
 	if err != nil {
-		s.o.Metrics.StreamError("contact", err)
-		s.o.Log.Debug("contact stream ended", "peer", from.ShortString(), "err", err)
+		s.cfg.metrics.StreamError("contact", err)
+		s.cfg.log.Debug("contact stream ended", "peer", from.ShortString(), "err", err)
 	}
 }
 
@@ -186,17 +207,16 @@ func Send(ctx context.Context, h host.Host, p peer.ID, req Request) (Response, e
 	if err := validateRequest(&pb.Request{Kind: req.Kind, Note: req.Note, Name: req.Name}); err != nil {
 		return Response{}, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, DefaultOptions().Timeout)
-	defer cancel()
-	st, err := h.NewStream(network.WithAllowLimitedConn(network.WithNoDial(ctx, "contact"), "contact"), p, ID)
-	if err != nil {
-		return Response{}, fmt.Errorf("open contact stream: %w", err)
-	}
-	if dl, ok := ctx.Deadline(); ok {
-		_ = st.SetDeadline(dl)
-	}
 	var resp pb.Response
-	if err := wire.RoundTrip(st, &pb.Request{Kind: req.Kind, Note: req.Note, Name: req.Name}, MaxFrameSize, &resp, MaxFrameSize); err != nil {
+	err := wire.Call(ctx, h, p, ID, wire.CallOptions{
+		Service:      ServiceName,
+		AllowLimited: true,
+		NoDial:       true,
+		RequestMax:   MaxFrameSize,
+		ResponseMax:  MaxFrameSize,
+		Timeout:      DefaultTimeout,
+	}, &pb.Request{Kind: req.Kind, Note: req.Note, Name: req.Name}, &resp)
+	if err != nil {
 		return Response{}, fmt.Errorf("contact request: %w", err)
 	}
 	if err := validateResponse(&resp); err != nil {

@@ -13,6 +13,7 @@ import (
 	mocknet "github.com/libp2p/go-libp2p/p2p/net/mock"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
 
 	"github.com/natterim/natter/protocols/contact"
 	"github.com/natterim/natter/protocols/contact/pb"
@@ -34,7 +35,14 @@ func (b *book) HandleContact(_ context.Context, _ peer.ID, req contact.Request) 
 	return b.resp
 }
 
-func setup(t *testing.T, n int, o *contact.Options) (hosts []host.Host, b *book, m *wire.Metrics) {
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m,
+		goleak.IgnoreAnyFunction("github.com/ipfs/go-log/v2/writer.(*MirrorWriter).logRoutine"),
+		goleak.IgnoreAnyFunction("go.opencensus.io/stats/view.(*worker).start"),
+	)
+}
+
+func setup(t *testing.T, n int, opts ...contact.Option) (hosts []host.Host, b *book, m *wire.Metrics) {
 	t.Helper()
 	mn, err := mocknet.WithNPeers(n)
 	require.NoError(t, err)
@@ -43,17 +51,13 @@ func setup(t *testing.T, n int, o *contact.Options) (hosts []host.Host, b *book,
 	require.NoError(t, mn.ConnectAllButSelf())
 	b = &book{resp: contact.Response{Status: contact.StatusPending}}
 	m = wire.NewMetrics(prometheus.NewRegistry())
-	opts := contact.Options{Metrics: m}
-	if o != nil {
-		opts.Rate, opts.Burst = o.Rate, o.Burst
-	}
-	s := contact.NewService(mn.Hosts()[0], b, &opts)
-	t.Cleanup(s.Close)
+	s := contact.New(mn.Hosts()[0], b, append([]contact.Option{contact.WithMetrics(m)}, opts...)...)
+	t.Cleanup(func() { require.NoError(t, s.Close()) })
 	return mn.Hosts(), b, m
 }
 
 func TestRequestRoundTrip(t *testing.T) {
-	hs, b, _ := setup(t, 2, nil)
+	hs, b, _ := setup(t, 2)
 	resp, err := contact.Send(context.Background(), hs[1], hs[0].ID(), contact.Request{Kind: contact.KindRequest, Note: "hi, it's Bob", Name: "Bob"})
 	require.NoError(t, err)
 	require.Equal(t, contact.StatusPending, resp.Status)
@@ -66,7 +70,7 @@ func TestRequestRoundTrip(t *testing.T) {
 }
 
 func TestSendRefusesBadTextBeforeSending(t *testing.T) {
-	hs, b, _ := setup(t, 2, nil)
+	hs, b, _ := setup(t, 2)
 	for _, req := range []contact.Request{
 		{Kind: contact.KindRequest, Note: strings.Repeat("x", contact.MaxNoteBytes+1)},
 		{Kind: contact.KindRequest, Name: "a\x00b"},
@@ -80,7 +84,7 @@ func TestSendRefusesBadTextBeforeSending(t *testing.T) {
 }
 
 func TestInvalidRequestIsResetAndCounted(t *testing.T) {
-	hs, b, m := setup(t, 2, nil)
+	hs, b, m := setup(t, 2)
 	st, err := hs[1].NewStream(context.Background(), hs[0].ID(), contact.ID)
 	require.NoError(t, err)
 	require.NoError(t, wire.WriteMsg(st, &pb.Request{Kind: pb.Kind_REQUEST, Note: "bad\x07bell"}, contact.MaxFrameSize))
@@ -98,7 +102,7 @@ func TestInvalidRequestIsResetAndCounted(t *testing.T) {
 }
 
 func TestRateLimitIsPerPeer(t *testing.T) {
-	hs, b, m := setup(t, 3, &contact.Options{Rate: 0.001, Burst: 3})
+	hs, b, m := setup(t, 3, contact.WithRateLimit(0.001, 3))
 	flooder, other := hs[1], hs[2]
 	limited := 0
 	for range 10 {
@@ -119,7 +123,7 @@ func TestRateLimitIsPerPeer(t *testing.T) {
 }
 
 func TestLyingResponderIsAnError(t *testing.T) {
-	hs, _, _ := setup(t, 2, nil)
+	hs, _, _ := setup(t, 2)
 	// hs[1] answers with a status that does not exist.
 	hs[1].SetStreamHandler(contact.ID, func(st network.Stream) {
 		var req pb.Request
@@ -129,4 +133,37 @@ func TestLyingResponderIsAnError(t *testing.T) {
 	})
 	_, err := contact.Send(context.Background(), hs[0], hs[1].ID(), contact.Request{Kind: contact.KindRequest})
 	require.ErrorIs(t, err, wire.ErrInvalid)
+}
+
+// blocking is a Handler that holds every request until its context ends.
+type blocking struct{ entered chan struct{} }
+
+func (b blocking) HandleContact(ctx context.Context, _ peer.ID, _ contact.Request) contact.Response {
+	b.entered <- struct{}{}
+	<-ctx.Done()
+	return contact.Response{Status: contact.StatusRefused}
+}
+
+// Close waits for the exchange in flight: it cancels the handler's
+// context, and the requester sees its stream end.
+func TestCloseWaitsForHandler(t *testing.T) {
+	mn, err := mocknet.FullMeshConnected(2)
+	require.NoError(t, err)
+	defer mn.Close()
+	hs := mn.Hosts()
+	b := blocking{entered: make(chan struct{}, 1)}
+	s := contact.New(hs[0], b)
+	sent := make(chan error, 1)
+	go func() {
+		_, err := contact.Send(context.Background(), hs[1], hs[0].ID(), contact.Request{Kind: contact.KindRequest})
+		sent <- err
+	}()
+	<-b.entered
+	require.NoError(t, s.Close())
+	require.NoError(t, s.Close(), "idempotent")
+	select {
+	case <-sent: // answered or reset: either way over
+	case <-time.After(10 * time.Second):
+		t.Fatal("the request in flight never ended")
+	}
 }

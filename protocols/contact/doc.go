@@ -23,9 +23,10 @@
 //
 // Limits: a note is at most MaxNoteBytes and a name MaxNameBytes of UTF-8
 // without control characters; a frame is at most MaxFrameSize. The service
-// rate-limits each peer (Options.Rate, Options.Burst): a peer over its limit
+// rate-limits each peer (WithRateLimit): a peer over its limit
 // gets RATE_LIMITED, and the stream is counted
 // (natter_protocol_stream_errors_total{protocol="contact",
 // reason="rate_limited"}); other peers are unaffected. Streams over relayed
-// (limited) connections are allowed.
+// (limited) connections are allowed; Send never dials. Close removes the
+// handler and waits for the exchanges in flight (wire.Tracker).
 package contact

@@ -158,17 +158,14 @@ func Lookup(ctx context.Context, h host.Host, server peer.ID, name string) (Reco
 // exchange sends one request and reads the response; a status other than
 // OK is returned as a *StatusError.
 func exchange(ctx context.Context, h host.Host, server peer.ID, req *pb.Request) (*pb.Response, error) {
-	ctx, cancel := context.WithTimeout(ctx, DefaultTimeout)
-	defer cancel()
-	st, err := h.NewStream(ctx, server, ID)
-	if err != nil {
-		return nil, fmt.Errorf("open names stream: %w", err)
-	}
-	if dl, ok := ctx.Deadline(); ok {
-		_ = st.SetDeadline(dl)
-	}
 	var resp pb.Response
-	if err := wire.RoundTrip(st, req, MaxFrameSize, &resp, MaxFrameSize); err != nil {
+	err := wire.Call(ctx, h, server, ID, wire.CallOptions{
+		Service:     ServiceName,
+		RequestMax:  MaxFrameSize,
+		ResponseMax: MaxFrameSize,
+		Timeout:     DefaultTimeout,
+	}, req, &resp)
+	if err != nil {
 		return nil, fmt.Errorf("names request: %w", err)
 	}
 	if err := validateResponse(&resp); err != nil {

@@ -88,49 +88,55 @@ func (l Limits) validate() error {
 	return nil
 }
 
-// Option configures a Service.
-type Option func(*Service)
-
-// WithRegistry sets where names are kept (default: a MemRegistry).
-func WithRegistry(r Registry) Option { return func(s *Service) { s.reg = r } }
-
-// WithLimits replaces DefaultLimits.
-func WithLimits(l Limits) Option { return func(s *Service) { s.limits = l } }
-
-// WithLogger sets the logger (default: discard).
-func WithLogger(l *slog.Logger) Option {
-	return func(s *Service) {
-		if l != nil {
-			s.log = l
-		}
-	}
-}
-
-// WithMetrics counts failed streams (label protocol = "names").
-func WithMetrics(m *wire.Metrics) Option { return func(s *Service) { s.wm = m } }
-
-// WithRegisterer exports natter_names_requests_total{op,status} to reg.
-func WithRegisterer(reg prometheus.Registerer) Option { return func(s *Service) { s.promReg = reg } }
-
-// WithClock replaces time.Now for record freshness and inactivity (stream
-// deadlines always use the real clock).
-func WithClock(now func() time.Time) Option {
-	return func(s *Service) {
-		if now != nil {
-			s.now = now
-		}
-	}
-}
-
-// Service is the server side of the name directory.
-type Service struct {
-	h       host.Host
+// config is what the options set; New starts it from the defaults
+// (DefaultLimits, a MemRegistry, no metrics, the real clock).
+type config struct {
 	reg     Registry
 	limits  Limits
 	log     *slog.Logger
 	wm      *wire.Metrics
 	promReg prometheus.Registerer
 	now     func() time.Time
+}
+
+// Option configures a Service.
+type Option func(*config)
+
+// WithRegistry sets where names are kept (default: a MemRegistry).
+func WithRegistry(r Registry) Option { return func(c *config) { c.reg = r } }
+
+// WithLimits replaces DefaultLimits.
+func WithLimits(l Limits) Option { return func(c *config) { c.limits = l } }
+
+// WithLogger sets the logger (default: discard).
+func WithLogger(l *slog.Logger) Option {
+	return func(c *config) {
+		if l != nil {
+			c.log = l
+		}
+	}
+}
+
+// WithMetrics counts failed streams (label protocol = "names").
+func WithMetrics(m *wire.Metrics) Option { return func(c *config) { c.wm = m } }
+
+// WithRegisterer exports natter_names_requests_total{op,status} to reg.
+func WithRegisterer(reg prometheus.Registerer) Option { return func(c *config) { c.promReg = reg } }
+
+// WithClock replaces time.Now for record freshness and inactivity (stream
+// deadlines always use the real clock).
+func WithClock(now func() time.Time) Option {
+	return func(c *config) {
+		if now != nil {
+			c.now = now
+		}
+	}
+}
+
+// Service is the server side of the name directory.
+type Service struct {
+	config
+	h host.Host
 
 	requests *prometheus.CounterVec
 	lim      *wire.PeerLimiter
@@ -138,9 +144,7 @@ type Service struct {
 	// write see the same state.
 	mu sync.Mutex
 
-	ctx       context.Context
-	cancel    context.CancelFunc
-	wg        sync.WaitGroup
+	t         *wire.Tracker
 	closeOnce sync.Once
 }
 
@@ -148,13 +152,11 @@ type Service struct {
 // released names.
 func New(h host.Host, opts ...Option) (*Service, error) {
 	s := &Service{
+		config: config{limits: DefaultLimits(), log: slog.New(slog.DiscardHandler), now: time.Now},
 		h:      h,
-		limits: DefaultLimits(),
-		log:    slog.New(slog.DiscardHandler),
-		now:    time.Now,
 	}
 	for _, o := range opts {
-		o(s)
+		o(&s.config)
 	}
 	if err := s.limits.validate(); err != nil {
 		return nil, fmt.Errorf("names limits: %w", err)
@@ -164,10 +166,9 @@ func New(h host.Host, opts ...Option) (*Service, error) {
 	}
 	s.requests = newRequestCounter(s.promReg)
 	s.lim = wire.NewPeerLimiter(s.limits.Rate, s.limits.Burst)
-	s.ctx, s.cancel = context.WithCancel(context.Background())
-	s.wg.Add(1)
-	go s.sweep()
-	h.SetStreamHandler(ID, s.handle)
+	s.t = wire.NewTracker()
+	s.t.Go(s.sweep)
+	h.SetStreamHandler(ID, s.t.Handler(s.handle))
 	return s, nil
 }
 
@@ -182,12 +183,12 @@ func newRequestCounter(reg prometheus.Registerer) *prometheus.CounterVec {
 	return wire.SharedCounterVec(reg, cv)
 }
 
-// Close removes the handler and stops the sweeper. It is idempotent.
+// Close removes the handler, resets the streams being served, stops the
+// sweeper and waits for all of them. It is idempotent.
 func (s *Service) Close() error {
 	s.closeOnce.Do(func() {
 		s.h.RemoveStreamHandler(ID)
-		s.cancel()
-		s.wg.Wait()
+		s.t.Close()
 	})
 	return nil
 }
@@ -206,21 +207,20 @@ func (s *Service) NamesOf(ctx context.Context, p peer.ID) ([]string, error) {
 
 func (s *Service) activeSince() time.Time { return s.now().Add(-s.limits.InactiveRelease) }
 
-func (s *Service) sweep() {
-	defer s.wg.Done()
+func (s *Service) sweep(ctx context.Context) {
 	t := time.NewTicker(s.limits.SweepInterval)
 	defer t.Stop()
 	for {
 		select {
-		case <-s.ctx.Done():
+		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
 		s.mu.Lock()
-		n, err := s.reg.DeleteInactive(s.ctx, s.activeSince())
+		n, err := s.reg.DeleteInactive(ctx, s.activeSince())
 		s.mu.Unlock()
 		switch {
-		case err != nil && s.ctx.Err() == nil:
+		case err != nil && ctx.Err() == nil:
 			s.log.Warn("names: dropping inactive names failed", "err", err)
 		case n > 0:
 			s.log.Info("names released after inactivity", "count", n, "inactive_release", s.limits.InactiveRelease)
@@ -258,7 +258,7 @@ func (s *Service) handle(st network.Stream) {
 		if !s.lim.Allow(from) {
 			a = refuse(pb.Status_RATE_LIMITED, "too many requests; try again later")
 		} else {
-			ctx, cancel := context.WithTimeout(s.ctx, s.limits.Timeout)
+			ctx, cancel := context.WithTimeout(s.t.Context(), s.limits.Timeout)
 			a = s.serve(ctx, from, &req)
 			cancel()
 		}

@@ -18,5 +18,6 @@
 // control characters; a frame is at most MaxFrameSize. Streams from peers
 // the Receiver does not allow, and invalid or oversized frames, are reset
 // and counted (natter_protocol_stream_errors_total{protocol="presence"}).
-// Relayed (limited) connections are allowed.
+// Relayed (limited) connections are allowed; Push never dials. Close removes
+// the handler and waits for the pushes in flight (wire.Tracker).
 package presence

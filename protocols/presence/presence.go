@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/host"
@@ -27,8 +28,8 @@ const (
 	MaxMessageBytes = 256
 	// MaxFrameSize bounds one frame.
 	MaxFrameSize = 1 << 10
-	// Timeout bounds one push.
-	Timeout = 10 * time.Second
+	// DefaultTimeout bounds one push, on both sides.
+	DefaultTimeout = 10 * time.Second
 )
 
 // States as users and the control API name them.
@@ -117,37 +118,64 @@ type Receiver interface {
 	Presence(from peer.ID, conn network.Conn, p Presence)
 }
 
-// Service receives presence pushes.
-type Service struct {
-	h       host.Host
-	r       Receiver
+// config is what the options set; it starts from the defaults.
+type config struct {
+	timeout time.Duration
 	log     *slog.Logger
 	metrics *wire.Metrics
-	ctx     context.Context
-	stop    context.CancelFunc
 }
 
-// NewService registers the handler on h. log and m may be nil.
-func NewService(h host.Host, r Receiver, log *slog.Logger, m *wire.Metrics) *Service {
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
+// Option configures a Service.
+type Option func(*config)
+
+// WithLogger sets the logger (default: discard).
+func WithLogger(l *slog.Logger) Option {
+	return func(c *config) {
+		if l != nil {
+			c.log = l
+		}
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	s := &Service{h: h, r: r, log: log, metrics: m, ctx: ctx, stop: cancel}
-	h.SetStreamHandler(ID, s.handle)
+}
+
+// WithMetrics counts failed streams (label protocol = "presence").
+func WithMetrics(m *wire.Metrics) Option { return func(c *config) { c.metrics = m } }
+
+// Service receives presence pushes.
+type Service struct {
+	h   host.Host
+	r   Receiver
+	cfg config
+	t   *wire.Tracker
+
+	closeOnce sync.Once
+}
+
+// New registers the handler on h; r decides who may push and applies
+// the pushes.
+func New(h host.Host, r Receiver, opts ...Option) *Service {
+	cfg := config{timeout: DefaultTimeout, log: slog.New(slog.DiscardHandler)}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	s := &Service{h: h, r: r, cfg: cfg, t: wire.NewTracker()}
+	h.SetStreamHandler(ID, s.t.Handler(s.handle))
 	return s
 }
 
-// Close unregisters the handler.
-func (s *Service) Close() {
-	s.h.RemoveStreamHandler(ID)
-	s.stop()
+// Close removes the handler, resets the streams being served and waits
+// for their handlers. It is idempotent.
+func (s *Service) Close() error {
+	s.closeOnce.Do(func() {
+		s.h.RemoveStreamHandler(ID)
+		s.t.Close()
+	})
+	return nil
 }
 
 func (s *Service) handle(st network.Stream) {
 	from := st.Conn().RemotePeer()
-	err := wire.Serve(st, wire.ServeOptions{Service: ServiceName, Memory: 2 * MaxFrameSize, Timeout: Timeout}, func(st network.Stream) error {
-		if !s.r.Allow(s.ctx, from) {
+	err := wire.Serve(st, wire.ServeOptions{Service: ServiceName, Memory: 2 * MaxFrameSize, Timeout: s.cfg.timeout}, func(st network.Stream) error {
+		if !s.r.Allow(s.t.Context(), from) {
 			return fmt.Errorf("presence from %s, not a contact: %w", from.ShortString(), wire.ErrRefused)
 		}
 		var m pb.Presence
@@ -162,8 +190,8 @@ func (s *Service) handle(st network.Stream) {
 		return wire.WriteMsg(st, &pb.Ack{}, MaxFrameSize)
 	})
 	if err != nil {
-		s.metrics.StreamError("presence", err)
-		s.log.Debug("presence stream ended", "peer", from.ShortString(), "err", err)
+		s.cfg.metrics.StreamError("presence", err)
+		s.cfg.log.Debug("presence stream ended", "peer", from.ShortString(), "err", err)
 	}
 }
 
@@ -173,16 +201,15 @@ func Push(ctx context.Context, h host.Host, to peer.ID, p Presence) error {
 	if err := ValidateMessage(p.Message); err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(ctx, Timeout)
-	defer cancel()
-	st, err := h.NewStream(network.WithAllowLimitedConn(network.WithNoDial(ctx, "presence"), "presence"), to, ID)
+	err := wire.Call(ctx, h, to, ID, wire.CallOptions{
+		Service:      ServiceName,
+		AllowLimited: true,
+		NoDial:       true,
+		RequestMax:   MaxFrameSize,
+		ResponseMax:  MaxFrameSize,
+		Timeout:      DefaultTimeout,
+	}, toWire(p), &pb.Ack{})
 	if err != nil {
-		return fmt.Errorf("open presence stream: %w", err)
-	}
-	if dl, ok := ctx.Deadline(); ok {
-		_ = st.SetDeadline(dl)
-	}
-	if err := wire.RoundTrip(st, toWire(p), MaxFrameSize, &pb.Ack{}, MaxFrameSize); err != nil {
 		return fmt.Errorf("presence push: %w", err)
 	}
 	return nil

@@ -12,11 +12,19 @@ import (
 	mocknet "github.com/libp2p/go-libp2p/p2p/net/mock"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
 
 	"github.com/natterim/natter/protocols/presence"
 	"github.com/natterim/natter/protocols/presence/pb"
 	"github.com/natterim/natter/protocols/wire"
 )
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m,
+		goleak.IgnoreAnyFunction("github.com/ipfs/go-log/v2/writer.(*MirrorWriter).logRoutine"),
+		goleak.IgnoreAnyFunction("go.opencensus.io/stats/view.(*worker).start"),
+	)
+}
 
 type roster struct {
 	allow map[peer.ID]bool
@@ -41,8 +49,8 @@ func TestPushAndRefuse(t *testing.T) {
 	hs := mn.Hosts()
 	r := &roster{allow: map[peer.ID]bool{hs[1].ID(): true}}
 	m := wire.NewMetrics(prometheus.NewRegistry())
-	s := presence.NewService(hs[0], r, nil, m)
-	defer s.Close()
+	s := presence.New(hs[0], r, presence.WithMetrics(m))
+	defer func() { require.NoError(t, s.Close()) }()
 
 	set := time.UnixMilli(time.Now().UnixMilli())
 	want := []presence.Presence{
@@ -93,4 +101,46 @@ func TestParseState(t *testing.T) {
 		_, err := presence.ParseState(in)
 		require.Error(t, err, in)
 	}
+}
+
+// stuck allows everyone and holds every push until released.
+type stuck struct {
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (s stuck) Allow(context.Context, peer.ID) bool { return true }
+
+func (s stuck) Presence(peer.ID, network.Conn, presence.Presence) {
+	s.entered <- struct{}{}
+	<-s.release
+}
+
+// Close waits for the push in flight before it returns.
+func TestCloseWaitsForHandler(t *testing.T) {
+	mn, err := mocknet.FullMeshConnected(2)
+	require.NoError(t, err)
+	defer mn.Close()
+	hs := mn.Hosts()
+	r := stuck{entered: make(chan struct{}, 1), release: make(chan struct{})}
+	s := presence.New(hs[0], r)
+	pushed := make(chan error, 1)
+	go func() {
+		pushed <- presence.Push(context.Background(), hs[1], hs[0].ID(), presence.Presence{State: presence.Online})
+	}()
+	<-r.entered
+	closed := make(chan struct{})
+	go func() {
+		_ = s.Close()
+		close(closed)
+	}()
+	select {
+	case <-closed:
+		t.Fatal("Close returned with a handler in flight")
+	case <-time.After(50 * time.Millisecond):
+	}
+	close(r.release)
+	<-closed
+	require.NoError(t, s.Close(), "idempotent")
+	<-pushed
 }

@@ -75,83 +75,89 @@ type Owner interface {
 	Profile(ctx context.Context) (Profile, error)
 }
 
+// Defaults of a Service (see the options).
+const (
+	// DefaultTimeout bounds one exchange: an avatar may cross a slow
+	// relay.
+	DefaultTimeout = 30 * time.Second
+	// DefaultRate and DefaultBurst: 10 fetches at once, then one every
+	// 6 s per peer.
+	DefaultRate  = 1.0 / 6
+	DefaultBurst = 10
+)
+
+// config is what the options set; it starts from the defaults.
+type config struct {
+	log     *slog.Logger
+	metrics *wire.Metrics
+	timeout time.Duration
+	rate    float64
+	burst   int
+}
+
 // Option configures a Service.
-type Option func(*Service)
+type Option func(*config)
 
 // WithLogger sets the logger (default: discard).
 func WithLogger(l *slog.Logger) Option {
-	return func(s *Service) {
+	return func(c *config) {
 		if l != nil {
-			s.log = l
+			c.log = l
 		}
 	}
 }
 
 // WithMetrics counts failed streams (label protocol = "profile").
-func WithMetrics(m *wire.Metrics) Option { return func(s *Service) { s.metrics = m } }
-
-// WithTimeout bounds one exchange (default 30 s: an avatar may cross a
-// slow relay).
-func WithTimeout(d time.Duration) Option {
-	return func(s *Service) {
-		if d > 0 {
-			s.timeout = d
-		}
-	}
-}
+func WithMetrics(m *wire.Metrics) Option { return func(c *config) { c.metrics = m } }
 
 // WithRateLimit limits fetches per peer: burst at once, then one every
-// 1/perSecond (default 10, then one every 6 s). The excess is reset and
+// 1/perSecond (default DefaultBurst, DefaultRate). The excess is reset and
 // counted as rate_limited.
 func WithRateLimit(perSecond float64, burst int) Option {
-	return func(s *Service) {
+	return func(c *config) {
 		if perSecond > 0 && burst > 0 {
-			s.rate, s.burst = perSecond, burst
+			c.rate, c.burst = perSecond, burst
 		}
 	}
 }
 
 // Service answers profile fetches.
 type Service struct {
-	h       host.Host
-	owner   Owner
-	log     *slog.Logger
-	metrics *wire.Metrics
-	timeout time.Duration
-	rate    float64
-	burst   int
-	lim     *wire.PeerLimiter
+	h     host.Host
+	owner Owner
+	cfg   config
+	lim   *wire.PeerLimiter
+	t     *wire.Tracker
 
-	ctx       context.Context
-	cancel    context.CancelFunc
 	closeOnce sync.Once
 }
 
 // New registers the profile handler on h; owner decides who may fetch and
 // what they get.
 func New(h host.Host, owner Owner, opts ...Option) *Service {
-	s := &Service{h: h, owner: owner, log: slog.New(slog.DiscardHandler), timeout: 30 * time.Second, rate: 1.0 / 6, burst: 10}
+	cfg := config{log: slog.New(slog.DiscardHandler), timeout: DefaultTimeout, rate: DefaultRate, burst: DefaultBurst}
 	for _, o := range opts {
-		o(s)
+		o(&cfg)
 	}
-	s.lim = wire.NewPeerLimiter(s.rate, s.burst)
-	s.ctx, s.cancel = context.WithCancel(context.Background())
-	h.SetStreamHandler(ID, s.handle)
+	s := &Service{h: h, owner: owner, cfg: cfg, lim: wire.NewPeerLimiter(cfg.rate, cfg.burst), t: wire.NewTracker()}
+	h.SetStreamHandler(ID, s.t.Handler(s.handle))
 	return s
 }
 
-// Close removes the handler. It is idempotent.
-func (s *Service) Close() {
+// Close removes the handler, resets the streams being served and waits
+// for their handlers. It is idempotent.
+func (s *Service) Close() error {
 	s.closeOnce.Do(func() {
 		s.h.RemoveStreamHandler(ID)
-		s.cancel()
+		s.t.Close()
 	})
+	return nil
 }
 
 func (s *Service) handle(st network.Stream) {
 	from := st.Conn().RemotePeer()
-	err := wire.Serve(st, wire.ServeOptions{Service: ServiceName, Memory: 2 * MaxFrameSize, Timeout: s.timeout}, func(st network.Stream) error {
-		if !s.owner.Allow(s.ctx, from) {
+	err := wire.Serve(st, wire.ServeOptions{Service: ServiceName, Memory: 2 * MaxFrameSize, Timeout: s.cfg.timeout}, func(st network.Stream) error {
+		if !s.owner.Allow(s.t.Context(), from) {
 			return fmt.Errorf("profile fetch from %s, not a contact: %w", from.ShortString(), wire.ErrRefused)
 		}
 		if !s.lim.Allow(from) {
@@ -161,7 +167,7 @@ func (s *Service) handle(st network.Stream) {
 		if err := wire.ReadMsg(st, &req, maxRequestSize); err != nil {
 			return err
 		}
-		ctx, cancel := context.WithTimeout(s.ctx, s.timeout)
+		ctx, cancel := context.WithTimeout(s.t.Context(), s.cfg.timeout)
 		p, err := s.owner.Profile(ctx)
 		cancel()
 		if err != nil {
@@ -174,8 +180,8 @@ func (s *Service) handle(st network.Stream) {
 		return wire.WriteMsg(st, toWire(p), MaxFrameSize)
 	})
 	if err != nil {
-		s.metrics.StreamError("profile", err)
-		s.log.Debug("profile stream ended", "peer", from.ShortString(), "err", err)
+		s.cfg.metrics.StreamError("profile", err)
+		s.cfg.log.Debug("profile stream ended", "peer", from.ShortString(), "err", err)
 	}
 }
 
@@ -185,22 +191,17 @@ func (s *Service) handle(st network.Stream) {
 // small PNG or JPEG is refused with an error wrapping wire.ErrInvalid, and
 // the stream is reset. The caller counts failures.
 func Fetch(ctx context.Context, h host.Host, p peer.ID) (Profile, error) {
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	st, err := h.NewStream(network.WithAllowLimitedConn(network.WithNoDial(ctx, "profile"), "profile"), p, ID)
-	if err != nil {
-		return Profile{}, fmt.Errorf("open profile stream: %w", err)
-	}
-	if dl, ok := ctx.Deadline(); ok {
-		_ = st.SetDeadline(dl)
-	}
-	if err := st.Scope().ReserveMemory(MaxFrameSize, network.ReservationPriorityAlways); err != nil {
-		st.Reset()
-		return Profile{}, fmt.Errorf("reserve memory: %w", err)
-	}
-	defer st.Scope().ReleaseMemory(MaxFrameSize)
 	var m pb.Profile
-	if err := wire.RoundTrip(st, &pb.Request{}, maxRequestSize, &m, MaxFrameSize); err != nil {
+	err := wire.Call(ctx, h, p, ID, wire.CallOptions{
+		Service:      ServiceName,
+		AllowLimited: true,
+		NoDial:       true,
+		RequestMax:   maxRequestSize,
+		ResponseMax:  MaxFrameSize,
+		Memory:       MaxFrameSize,
+		Timeout:      DefaultTimeout,
+	}, &pb.Request{}, &m)
+	if err != nil {
 		return Profile{}, fmt.Errorf("profile request: %w", err)
 	}
 	prof, err := fromWire(&m)

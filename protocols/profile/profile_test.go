@@ -54,7 +54,7 @@ func setup(t *testing.T, opts ...profile.Option) ([]host.Host, *owner, *wire.Met
 	o := &owner{allow: map[peer.ID]bool{hs[1].ID(): true}}
 	m := wire.NewMetrics(prometheus.NewRegistry())
 	s := profile.New(hs[0], o, append([]profile.Option{profile.WithMetrics(m)}, opts...)...)
-	t.Cleanup(s.Close)
+	t.Cleanup(func() { require.NoError(t, s.Close()) })
 	return hs, o, m
 }
 
@@ -152,8 +152,51 @@ func TestCloseIsIdempotent(t *testing.T) {
 	require.NoError(t, mn.LinkAll())
 	require.NoError(t, mn.ConnectAllButSelf())
 	s := profile.New(mn.Hosts()[0], &owner{})
-	s.Close()
-	s.Close()
+	require.NoError(t, s.Close())
+	require.NoError(t, s.Close())
 	_, err = profile.Fetch(context.Background(), mn.Hosts()[1], mn.Hosts()[0].ID())
 	require.Error(t, err)
+}
+
+// slowOwner allows everyone and holds every profile read until released.
+type slowOwner struct {
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (o slowOwner) Allow(context.Context, peer.ID) bool { return true }
+
+func (o slowOwner) Profile(context.Context) (profile.Profile, error) {
+	o.entered <- struct{}{}
+	<-o.release
+	return profile.Profile{Name: "late"}, nil
+}
+
+// Close waits for the fetch in flight before it returns.
+func TestCloseWaitsForHandler(t *testing.T) {
+	mn, err := mocknet.FullMeshConnected(2)
+	require.NoError(t, err)
+	defer mn.Close()
+	hs := mn.Hosts()
+	o := slowOwner{entered: make(chan struct{}, 1), release: make(chan struct{})}
+	s := profile.New(hs[0], o)
+	fetched := make(chan error, 1)
+	go func() {
+		_, err := profile.Fetch(context.Background(), hs[1], hs[0].ID())
+		fetched <- err
+	}()
+	<-o.entered
+	closed := make(chan struct{})
+	go func() {
+		_ = s.Close()
+		close(closed)
+	}()
+	select {
+	case <-closed:
+		t.Fatal("Close returned with a handler in flight")
+	case <-time.After(50 * time.Millisecond):
+	}
+	close(o.release)
+	<-closed
+	<-fetched
 }

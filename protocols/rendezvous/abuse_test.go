@@ -58,7 +58,7 @@ func sourceEnv(t *testing.T, srcs []string, opts ...rendezvous.Option) (host.Hos
 	}
 	require.NoError(t, mn.LinkAll())
 	require.NoError(t, mn.ConnectAllButSelf())
-	svc, err := rendezvous.NewService(server, opts...)
+	svc, err := rendezvous.New(server, opts...)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = svc.Close() })
 	return server, svc, clients

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"time"
 
@@ -160,54 +159,19 @@ func (c *Client) Lookup(ctx context.Context, server peer.ID, p peer.ID) (peer.Ad
 
 // roundTrip sends req on a new stream and reads a response of type want
 // (want < 0: no response; wait for the server to close the stream).
-func (c *Client) roundTrip(ctx context.Context, server peer.ID, req *pb.Message, want pb.Message_MessageType) (_ *pb.Message, err error) {
-	s, err := c.h.NewStream(ctx, server, ID)
-	if err != nil {
-		return nil, fmt.Errorf("open rendezvous stream: %w", err)
-	}
-	stop := context.AfterFunc(ctx, func() { _ = s.Reset() })
-	defer func() {
-		stop()
-		if err != nil {
-			_ = s.Reset()
-			if ctx.Err() != nil {
-				err = fmt.Errorf("%w (%w)", ctx.Err(), err)
-			}
-		}
-	}()
-	if dl, ok := ctx.Deadline(); ok {
-		if err := s.SetDeadline(dl); err != nil {
-			return nil, fmt.Errorf("set deadline: %w", err)
-		}
-	}
-	if err := wire.WriteMsg(s, req, maxClientRequest); err != nil {
-		return nil, err
-	}
-	// A server that answered and closed may have cancelled our send side
-	// already (QUIC): the answer, read next, is what counts.
-	_ = s.CloseWrite()
-	var resp pb.Message
+func (c *Client) roundTrip(ctx context.Context, server peer.ID, req *pb.Message, want pb.Message_MessageType) (*pb.Message, error) {
+	o := wire.CallOptions{Service: ServiceName, RequestMax: maxClientRequest, ResponseMax: maxResponseSize}
 	if want < 0 {
-		if err := wire.ReadMsg(s, &resp, maxResponseSize); !errors.Is(err, io.EOF) {
-			return nil, fmt.Errorf("await close: %w", errOrUnexpected(err))
-		}
-		return nil, s.Close()
+		return nil, wire.Call(ctx, c.h, server, ID, o, req, nil)
 	}
-	if err := wire.ReadMsg(s, &resp, maxResponseSize); err != nil {
-		return nil, fmt.Errorf("read response: %w", err)
+	var resp pb.Message
+	if err := wire.Call(ctx, c.h, server, ID, o, req, &resp); err != nil {
+		return nil, err
 	}
 	if resp.Type == nil || resp.GetType() != want {
 		return nil, fmt.Errorf("got %s, want %s: %w", resp.GetType(), want, wire.ErrMalformed)
 	}
-	_ = s.Close()
 	return &resp, nil
-}
-
-func errOrUnexpected(err error) error {
-	if err == nil {
-		return fmt.Errorf("unexpected response: %w", wire.ErrMalformed)
-	}
-	return err
 }
 
 // secondsDuration converts seconds to a Duration, saturating.

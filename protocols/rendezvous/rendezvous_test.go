@@ -108,7 +108,7 @@ func newEnv(t *testing.T, n int, opts ...rendezvous.Option) *testEnv {
 		rendezvous.WithEventHandler(e.events.handle),
 		rendezvous.WithMetrics(e.metrics),
 	}, opts...)
-	e.svc, err = rendezvous.NewService(server, all...)
+	e.svc, err = rendezvous.New(server, all...)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = e.svc.Close() })
 	return e
@@ -776,7 +776,7 @@ func TestInvalidLimits(t *testing.T) {
 	} {
 		l := rendezvous.DefaultLimits()
 		mod(&l)
-		_, err := rendezvous.NewService(h, rendezvous.WithLimits(l))
+		_, err := rendezvous.New(h, rendezvous.WithLimits(l))
 		require.Error(t, err, name)
 	}
 }

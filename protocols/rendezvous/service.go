@@ -9,11 +9,9 @@ import (
 	"log/slog"
 	"math"
 	"net/netip"
-	"os"
 	"slices"
 	"sort"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/host"
@@ -138,7 +136,7 @@ type Event struct {
 }
 
 // Option configures a Service.
-type Option func(*Service)
+type Option func(*config)
 
 // Request is what a Gate sees of a request before the Service handles it.
 type Request struct {
@@ -159,7 +157,7 @@ type Request struct {
 type Gate func(Request) error
 
 // WithGate makes every request pass g first.
-func WithGate(g Gate) Option { return func(s *Service) { s.gate = g } }
+func WithGate(g Gate) Option { return func(c *config) { c.gate = g } }
 
 // Reasons a request is refused, as reported to WithRefusals: a small fixed
 // set, usable as metric labels.
@@ -176,30 +174,30 @@ const (
 // error status (request is "register" or "discover", reason one of the
 // Refused* constants), from the goroutine serving the request.
 func WithRefusals(f func(request, reason string)) Option {
-	return func(s *Service) { s.onRefused = f }
+	return func(c *config) { c.onRefused = f }
 }
 
 // WithLimits replaces DefaultLimits.
-func WithLimits(l Limits) Option { return func(s *Service) { s.limits = l } }
+func WithLimits(l Limits) Option { return func(c *config) { c.limits = l } }
 
 // WithLogger sets the logger (default: discard).
 func WithLogger(l *slog.Logger) Option {
-	return func(s *Service) {
+	return func(c *config) {
 		if l != nil {
-			s.log = l
+			c.log = l
 		}
 	}
 }
 
 // WithMetrics counts failed streams (label protocol = ID).
-func WithMetrics(m *wire.Metrics) Option { return func(s *Service) { s.metrics = m } }
+func WithMetrics(m *wire.Metrics) Option { return func(c *config) { c.metrics = m } }
 
 // WithClock replaces time.Now for registration times and expiry (stream
 // deadlines always use the real clock).
 func WithClock(now func() time.Time) Option {
-	return func(s *Service) {
+	return func(c *config) {
 		if now != nil {
-			s.now = now
+			c.now = now
 		}
 	}
 }
@@ -207,14 +205,14 @@ func WithClock(now func() time.Time) Option {
 // WithEventHandler calls f for every registration added, replaced,
 // removed or expired. f runs synchronously on the goroutine that made the
 // change, with no lock held; it must not block for long.
-func WithEventHandler(f func(Event)) Option { return func(s *Service) { s.onEvent = f } }
+func WithEventHandler(f func(Event)) Option { return func(c *config) { c.onEvent = f } }
 
 // WithGCInterval sets how often expired registrations are dropped (default
 // 30s). Expired registrations are never served in between.
 func WithGCInterval(d time.Duration) Option {
-	return func(s *Service) {
+	return func(c *config) {
 		if d > 0 {
-			s.gcInterval = d
+			c.gcInterval = d
 		}
 	}
 }
@@ -249,10 +247,9 @@ type nsIndex struct {
 	log   seqLog
 }
 
-// Service is a rendezvous server: it holds registrations and answers
-// REGISTER, UNREGISTER and DISCOVER on ID.
-type Service struct {
-	host       host.Host
+// config is what the options set; it starts from DefaultLimits, a GC
+// every 30 s, the real clock, no gate, no callbacks, no metrics.
+type config struct {
 	limits     Limits
 	log        *slog.Logger
 	metrics    *wire.Metrics
@@ -261,6 +258,13 @@ type Service struct {
 	onRefused  func(request, reason string)
 	gate       Gate
 	gcInterval time.Duration
+}
+
+// Service is a rendezvous server: it holds registrations and answers
+// REGISTER, UNREGISTER and DISCOVER on ID.
+type Service struct {
+	config
+	host       host.Host
 	maxRequest int
 
 	mu     sync.Mutex
@@ -271,47 +275,42 @@ type Service struct {
 	bySrc  map[netip.Prefix]int
 	count  int
 
-	lifeMu  sync.Mutex
-	closed  bool
-	streams map[network.Stream]struct{}
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
+	t         *wire.Tracker // nil offline (NewOffline)
+	closeOnce sync.Once
 }
 
-// NewService starts a rendezvous server on h: it sets the stream handler
-// for ID and starts the loop that drops expired registrations. Close
-// undoes both.
-func NewService(h host.Host, opts ...Option) (*Service, error) {
+// New starts a rendezvous server on h: it sets the stream handler for ID
+// and starts the loop that drops expired registrations. Close undoes both.
+func New(h host.Host, opts ...Option) (*Service, error) {
 	s := newService(opts...)
 	if err := s.limits.validate(); err != nil {
 		return nil, fmt.Errorf("rendezvous limits: %w", err)
 	}
 	s.host = h
-	ctx, cancel := context.WithCancel(context.Background())
-	s.cancel = cancel
-	s.wg.Add(1)
-	go s.gcLoop(ctx)
-	h.SetStreamHandler(ID, s.handleStream)
+	s.t = wire.NewTracker()
+	s.t.Go(s.gcLoop)
+	h.SetStreamHandler(ID, s.t.Handler(s.handleStream))
 	return s, nil
 }
 
-// newService builds the registry without a host (NewService and tests).
+// newService builds the registry without a host (New and tests).
 func newService(opts ...Option) *Service {
 	s := &Service{
-		limits:     DefaultLimits(),
-		log:        slog.New(slog.DiscardHandler),
-		now:        time.Now,
-		gcInterval: defaultGCInterval,
+		config: config{
+			limits:     DefaultLimits(),
+			log:        slog.New(slog.DiscardHandler),
+			now:        time.Now,
+			gcInterval: defaultGCInterval,
+		},
 		// Positions start at the wall clock so that they keep increasing
 		// across restarts and old cookies stay meaningful.
-		seq:     uint64(max(time.Now().UnixNano(), 0)),
-		byNS:    map[string]*nsIndex{},
-		byPeer:  map[peer.ID]map[string]*entry{},
-		bySrc:   map[netip.Prefix]int{},
-		streams: map[network.Stream]struct{}{},
+		seq:    uint64(max(time.Now().UnixNano(), 0)),
+		byNS:   map[string]*nsIndex{},
+		byPeer: map[peer.ID]map[string]*entry{},
+		bySrc:  map[netip.Prefix]int{},
 	}
 	for _, o := range opts {
-		o(s)
+		o(&s.config)
 	}
 	s.maxRequest = s.limits.MaxRecordSize + s.limits.MaxNamespaceLen + responseSlack
 	return s
@@ -320,26 +319,18 @@ func newService(opts ...Option) *Service {
 // Close removes the stream handler, resets streams being served and stops
 // the GC loop, waiting for all of them. It is idempotent.
 func (s *Service) Close() error {
-	s.lifeMu.Lock()
-	if !s.closed {
-		s.closed = true
+	s.closeOnce.Do(func() {
 		if s.host != nil {
 			s.host.RemoveStreamHandler(ID)
 		}
-		for st := range s.streams {
-			_ = st.Reset()
+		if s.t != nil {
+			s.t.Close()
 		}
-		if s.cancel != nil {
-			s.cancel()
-		}
-	}
-	s.lifeMu.Unlock()
-	s.wg.Wait()
+	})
 	return nil
 }
 
 func (s *Service) gcLoop(ctx context.Context) {
-	defer s.wg.Done()
 	t := time.NewTicker(s.gcInterval)
 	defer t.Stop()
 	for {
@@ -470,30 +461,7 @@ func (s *Service) expirePeerLocked(p peer.ID, now time.Time, events *[]Event) {
 	}
 }
 
-func (s *Service) track(st network.Stream) bool {
-	s.lifeMu.Lock()
-	defer s.lifeMu.Unlock()
-	if s.closed {
-		return false
-	}
-	s.streams[st] = struct{}{}
-	s.wg.Add(1)
-	return true
-}
-
-func (s *Service) untrack(st network.Stream) {
-	s.lifeMu.Lock()
-	delete(s.streams, st)
-	s.lifeMu.Unlock()
-	s.wg.Done()
-}
-
 func (s *Service) handleStream(st network.Stream) {
-	if !s.track(st) {
-		_ = st.Reset()
-		return
-	}
-	defer s.untrack(st)
 	remote := st.Conn().RemotePeer()
 	from := origin{peer: remote}
 	from.source, _ = wire.SourceKey(st.Conn().RemoteMultiaddr())
@@ -513,20 +481,11 @@ func (s *Service) handleStream(st network.Stream) {
 // watchdog resets the stream when a request takes too long.
 func (s *Service) serve(st network.Stream, from origin) (err error) {
 	timeout := s.limits.RequestTimeout
-	var timedOut atomic.Bool
-	watchdog := time.AfterFunc(timeout, func() {
-		timedOut.Store(true)
-		_ = st.Reset()
-	})
-	defer func() {
-		watchdog.Stop()
-		if err != nil && timedOut.Load() {
-			err = fmt.Errorf("request took over %v: %w (%w)", timeout, os.ErrDeadlineExceeded, err)
-		}
-	}()
+	watchdog := wire.NewWatchdog(st, timeout)
+	defer func() { err = watchdog.Stop(err) }()
 	for first := true; ; first = false {
 		if !first {
-			watchdog.Reset(timeout)
+			watchdog.Restart()
 			if err := st.SetDeadline(time.Now().Add(timeout)); err != nil {
 				return fmt.Errorf("set deadline: %w", err)
 			}

@@ -1,23 +1,3 @@
-// Package wire is the framing every natter protocol shares: protobuf
-// messages, each prefixed with its length as an unsigned varint, with a hard
-// size limit that is checked before anything is allocated on read and before
-// anything is sent on write.
-//
-// It also holds the one stream-handler skeleton all natter services use
-// (Serve): set the resource-manager service, reserve memory, set a deadline,
-// run the handler, then Close on success or Reset on any error. Keeping it in
-// one place means a misbehaving peer is treated the same way by every
-// protocol: its stream is reset and the failure is counted, never logged
-// above Debug, never allowed to crash the process.
-//
-// Frame layout (same as go-msgio/pbio, so libp2p tooling can read it):
-//
-//	+----------------+---------------------------+
-//	| uvarint length | protobuf message (length) |
-//	+----------------+---------------------------+
-//
-// Unlike pbio's reader, ReadMsg never reads past the end of the frame, so a
-// stream may carry delimited messages followed by raw bytes (file chunks).
 package wire
 
 import (

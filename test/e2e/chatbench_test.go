@@ -224,7 +224,7 @@ func TestChatBenchChild(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	// Warm up both paths (stream setup, database pages).
-	if _, err := n.Send(ctx, "bob", control.SendRequest{Text: "warm-up", Wait: "60s"}); err != nil {
+	if _, err := n.Chat().Send(ctx, "bob", control.SendRequest{Text: "warm-up", Wait: "60s"}); err != nil {
 		t.Fatal(err)
 	}
 	res := chatBenchResult{Path: want}
@@ -246,7 +246,7 @@ func TestChatBenchChild(t *testing.T) {
 	lat = lat[:0]
 	for i := range rounds {
 		start := time.Now()
-		m, err := n.Send(ctx, "bob", control.SendRequest{Text: fmt.Sprintf("latency %04d: %s", i, strings.Repeat("x", 40)), Wait: "60s"})
+		m, err := n.Chat().Send(ctx, "bob", control.SendRequest{Text: fmt.Sprintf("latency %04d: %s", i, strings.Repeat("x", 40)), Wait: "60s"})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -341,7 +341,7 @@ func chatRate(ctx context.Context, n *node.Node, total, workers int) (float64, e
 				if i > int64(total) {
 					return
 				}
-				if _, err := n.Send(ctx, "bob", control.SendRequest{Text: fmt.Sprintf("rate %06d: %s", i, strings.Repeat("x", 40))}); err != nil {
+				if _, err := n.Chat().Send(ctx, "bob", control.SendRequest{Text: fmt.Sprintf("rate %06d: %s", i, strings.Repeat("x", 40))}); err != nil {
 					errs <- err
 					return
 				}
