@@ -262,7 +262,7 @@ func (n *Node) runContact(ctx context.Context, l *contactLink) {
 				continue
 			}
 			n.retryRequest(ctx, l)
-			n.retryToken(p)
+			n.offline.HandleLink(core.LinkEvent{Peer: p, Change: core.LinkPinged, Path: corePath(path)})
 			rtt, _, err := n.pingPeer(ctx, p)
 			if err != nil {
 				misses++
@@ -313,8 +313,8 @@ func (n *Node) updatePath(ctx context.Context, l *contactLink) string {
 			n.goRun(func(ctx context.Context) {
 				n.pushPresence(ctx, p)
 				n.sendRequest(ctx, p)
-				n.pushToken(ctx, p)
 			})
+			n.offline.HandleLink(core.LinkEvent{Peer: p, Change: core.LinkUp, Path: corePath(path)})
 		}
 	}
 	return path

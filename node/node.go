@@ -50,6 +50,7 @@ import (
 
 	"github.com/natterim/natter/internal/dirlock"
 	"github.com/natterim/natter/node/core"
+	"github.com/natterim/natter/node/offline"
 	"github.com/natterim/natter/node/store"
 	rdvproto "github.com/natterim/natter/protocols/rendezvous"
 	"github.com/natterim/natter/protocols/wire"
@@ -100,7 +101,6 @@ type Node struct {
 	rdvs  []*rdvLink
 	links *contactLinks
 	chat  *chatter
-	mail  *mailer
 	files *fileMgr
 	gater *blockGater
 	reqs  *requests
@@ -111,6 +111,8 @@ type Node struct {
 	ready chan struct{} // closed once hole punching is armed (or we gave up waiting)
 
 	api *apiServer
+
+	offline *offline.Service
 
 	ctx       context.Context
 	cancel    context.CancelFunc
@@ -200,7 +202,9 @@ func New(ctx context.Context, cfg Config, key crypto.PrivKey, opts ...Option) (_
 	n.startServices()
 	n.startProfile()
 	n.names = newNameDir()
-	n.startMailbox(o.reg)
+	if err := n.startOffline(o.reg); err != nil {
+		return nil, err
+	}
 	if n.files, err = newFileMgr(n); err != nil {
 		return nil, err
 	}
@@ -252,6 +256,9 @@ func (n *Node) Close() error {
 		n.pushOffline()
 		n.cancel()
 		var errs []error
+		if n.offline != nil {
+			errs = append(errs, n.offline.Close())
+		}
 		if n.api != nil {
 			errs = append(errs, n.api.close())
 		}

@@ -195,7 +195,7 @@ func (n *Node) setAccepted(ctx context.Context, c store.Contact) error {
 	p := c.PeerID
 	n.goRun(func(ctx context.Context) {
 		n.pushPresence(ctx, p)
-		n.pushToken(ctx, p)
+		n.offline.PushToken(ctx, p)
 	})
 	return nil
 }
