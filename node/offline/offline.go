@@ -123,6 +123,9 @@ type serverState struct {
 // one drain loop per rendezvous server. key is our identity: it signs our
 // tokens and seals and opens boxes. Close stops what New started.
 func New(cfg Config, key crypto.PrivKey, st Store, links Links, remote Remote, chat Chat, policy Policy, opts ...Option) (*Service, error) {
+	if key == nil {
+		return nil, errors.New("offline: no identity key")
+	}
 	self, err := peer.IDFromPrivateKey(key)
 	if err != nil {
 		return nil, fmt.Errorf("offline: identity: %w", err)

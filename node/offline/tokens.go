@@ -21,11 +21,16 @@ type tokenPush struct {
 // tokenDue reports whether p should be given a token now: none was given
 // by this daemon lately, none is on its way, and no failure is recent.
 func (s *Service) tokenDue(p peer.ID) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.tokenDueLocked(p)
+}
+
+// tokenDueLocked is tokenDue for callers that hold s.mu.
+func (s *Service) tokenDueLocked(p peer.ID) bool {
 	if !s.cfg.Enabled {
 		return false
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	tp := s.pushing[p]
 	return time.Since(s.pushed[p]) >= s.cfg.TokenTTL/8 && (tp == nil || !tp.inFlight && !time.Now().Before(tp.retry))
 }
@@ -39,14 +44,15 @@ func (s *Service) PushToken(ctx context.Context, p peer.ID) {
 		return
 	}
 	s.mu.Lock()
+	// Again under the lock: another push may have ended meanwhile.
+	if !s.tokenDueLocked(p) {
+		s.mu.Unlock()
+		return
+	}
 	tp := s.pushing[p]
 	if tp == nil {
 		tp = &tokenPush{bo: core.NewBackoff(2*s.cfg.Heartbeat, 30*time.Minute)}
 		s.pushing[p] = tp
-	}
-	if tp.inFlight {
-		s.mu.Unlock()
-		return
 	}
 	tp.inFlight = true
 	s.mu.Unlock()
