@@ -285,6 +285,13 @@ func (s *Service) depositAt(ctx context.Context, p peer.ID, tok []byte, srv serv
 		if err != nil {
 			return fmt.Errorf("record deposits: %w", err)
 		}
+		if len(refused) == 0 {
+			// Before the user hears "stored": Mailbox names the server
+			// that has the messages by then.
+			s.mu.Lock()
+			s.contact(p).server = srv.ai.ID
+			s.mu.Unlock()
+		}
 		s.chat.ApplyChanges(p, changes)
 		if len(stored) > 0 {
 			s.log.Info("messages stored in a contact's mailbox", "peer", p.ShortString(), "server", srv.ai.ID.ShortString(), "count", len(stored))

@@ -428,6 +428,9 @@ type fakeChat struct {
 	received []receiveCall
 	changes  chan changesCall
 	enqueued []store.NewOutgoing
+	// onChanges, if set, runs in ApplyChanges (what the user would see
+	// when told).
+	onChanges func(changesCall)
 }
 
 func newFakeChat() *fakeChat { return &fakeChat{changes: make(chan changesCall, 64)} }
@@ -446,6 +449,12 @@ func (c *fakeChat) receivedCalls() []receiveCall {
 }
 
 func (c *fakeChat) ApplyChanges(p peer.ID, changes []store.StatusChange) {
+	c.mu.Lock()
+	f := c.onChanges
+	c.mu.Unlock()
+	if f != nil {
+		f(changesCall{p, changes})
+	}
 	c.changes <- changesCall{p, changes}
 }
 

@@ -134,6 +134,19 @@ func TestDepositAfterWait(t *testing.T) {
 	cfg := baseConfig()
 	cfg.Rendezvous = []peer.AddrInfo{srv}
 	e.start(t, cfg)
+	serverWhenTold := make(chan string, 1)
+	e.chat.mu.Lock()
+	e.chat.onChanges = func(changesCall) {
+		mb, err := e.svc.Mailbox(context.Background())
+		if err == nil {
+			for _, c := range mb.Contacts {
+				if c.PeerID == bob.id.String() {
+					serverWhenTold <- c.Server
+				}
+			}
+		}
+	}
+	e.chat.mu.Unlock()
 
 	e.passes(t, bob.id, 3)
 	require.Empty(t, e.remote.depositCalls(), "nothing waited mailbox.after")
@@ -143,6 +156,7 @@ func TestDepositAfterWait(t *testing.T) {
 	ch := nextChanges(t, e.chat)
 	require.Equal(t, bob.id, ch.peer)
 	require.Equal(t, []store.StatusChange{{ID: id, Status: store.StatusStored}}, ch.changes)
+	require.Equal(t, srv.ID.String(), <-serverWhenTold, "once told stored, the mailbox report names the server")
 	e.passes(t, bob.id, 2)
 	calls := e.remote.depositCalls()
 	require.Len(t, calls, 1, "carol is linked, dave is not a contact")
