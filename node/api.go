@@ -72,7 +72,7 @@ func (n *Node) Ping(ctx context.Context, ref string) (control.PingResult, error)
 		return control.PingResult{}, err
 	}
 	res := control.PingResult{PeerID: c.PeerID.String(), Path: control.PathNone}
-	if path, _ := n.pathTo(c.PeerID); path == control.PathNone {
+	if path, _ := n.p2p.Path(c.PeerID); path == core.PathNone {
 		return res, core.Unavailable(fmt.Errorf("%s is not connected (see: natter status)", c.Label()))
 	}
 	rtt, conn, err := n.p2p.Ping(ctx, c.PeerID)

@@ -16,6 +16,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -33,6 +34,7 @@ import (
 	"github.com/natterim/natter/node/core"
 	"github.com/natterim/natter/node/files"
 	"github.com/natterim/natter/node/links"
+	"github.com/natterim/natter/node/offline"
 	"github.com/natterim/natter/node/social"
 	"github.com/natterim/natter/node/store"
 	"github.com/natterim/natter/protocols/wire"
@@ -73,10 +75,10 @@ type Node struct {
 	metrics *wire.Metrics
 	events  *core.Bus
 
-	chat  *nodechat.Service
-	mail  *mailer
-	files *files.Manager
-	svcs  []interface{ Close() }
+	chat    *nodechat.Service
+	offline *offline.Service // the sealed mailbox and deposit tokens
+	files   *files.Manager
+	svcs    []io.Closer // protocol services to close last
 
 	api *api.Server
 
@@ -144,7 +146,9 @@ func New(ctx context.Context, cfg Config, key crypto.PrivKey, opts ...Option) (_
 		return nil, err
 	}
 	n.chat = n.newChat()
-	n.startMailbox(o.reg)
+	if err := n.startOffline(o.reg); err != nil {
+		return nil, err
+	}
 	if n.files, err = n.newFiles(ctx); err != nil {
 		return nil, err
 	}
@@ -194,6 +198,9 @@ func (n *Node) Close() error {
 			errs = append(errs, n.social.Close())
 		}
 		n.cancel()
+		if n.offline != nil {
+			errs = append(errs, n.offline.Close())
+		}
 		// Chat stops with the node's context, as its goroutines always
 		// did: deliverers end, Enqueue fails with core.ErrClosed.
 		if n.chat != nil {
@@ -216,7 +223,7 @@ func (n *Node) Close() error {
 		}
 		n.wg.Wait()
 		for _, s := range n.svcs {
-			s.Close()
+			errs = append(errs, s.Close())
 		}
 		n.events.Close()
 		if n.p2p != nil {

@@ -24,7 +24,7 @@ func (n *Node) startAPI() (*api.Server, error) {
 		Files:    n.files,
 		Profiles: n.social,
 		Names:    n.social,
-		Mailbox:  n,
+		Mailbox:  n.offline,
 		Events:   n.events,
 	}, api.WithLogger(n.log))
 }

@@ -1,10 +1,6 @@
 package node
 
 import (
-	"context"
-
-	"github.com/libp2p/go-libp2p/core/peer"
-
 	nodechat "github.com/natterim/natter/node/chat"
 	"github.com/natterim/natter/protocols/chat/pb"
 )
@@ -12,7 +8,7 @@ import (
 // newChat starts the chat feature: the store is its outbox, history and
 // contacts; the links say how each contact is reached.
 func (n *Node) newChat() *nodechat.Service {
-	return nodechat.New(n.host, n.store, n.store, n.store, n.p2p, chatPolicy{n}, n.events,
+	return nodechat.New(n.host, n.store, n.store, n.store, n.p2p, acceptedOnly{n.store}, n.events,
 		nodechat.WithLogger(n.log),
 		nodechat.WithMetrics(n.metrics),
 		nodechat.WithReadReceipts(n.cfg.Chat.ReadReceipts),
@@ -23,8 +19,3 @@ func (n *Node) newChat() *nodechat.Service {
 func (n *Node) registerFileKinds() {
 	n.chat.Register(n.files, pb.Kind_FILE_OFFER, pb.Kind_FILE_UPDATE)
 }
-
-// chatPolicy is nodechat.Policy: only accepted contacts chat.
-type chatPolicy struct{ n *Node }
-
-func (c chatPolicy) Allow(ctx context.Context, p peer.ID) bool { return c.n.isAccepted(ctx, p) }

@@ -3,8 +3,6 @@ package node
 import (
 	"context"
 
-	"github.com/libp2p/go-libp2p/core/peer"
-
 	"github.com/natterim/natter/node/files"
 )
 
@@ -18,11 +16,6 @@ func (n *Node) newFiles(ctx context.Context) (*files.Manager, error) {
 		RelayMax:      n.cfg.Files.RelayMax,
 		StallTimeout:  n.cfg.Files.StallTimeout,
 	}
-	return files.New(ctx, cfg, n.host, n.store, n.p2p, n.chat, filesPolicy{n}, n.events,
+	return files.New(ctx, cfg, n.host, n.store, n.p2p, n.chat, acceptedOnly{n.store}, n.events,
 		files.WithLogger(n.log), files.WithMetrics(n.metrics))
 }
-
-// filesPolicy implements files.Policy.
-type filesPolicy struct{ n *Node }
-
-func (f filesPolicy) Allow(ctx context.Context, p peer.ID) bool { return f.n.isAccepted(ctx, p) }

@@ -57,13 +57,7 @@ func (n *Node) newLinks(rdvs []peer.AddrInfo, contacts []store.Contact, reg prom
 // It runs on the link's goroutine, so each returns at once.
 func (n *Node) onLink(e core.LinkEvent) {
 	n.social.HandleLink(e)
-	switch e.Change {
-	case core.LinkUp:
-		// A connection opened: renew the contact's deposit token.
-		n.goRun(func(ctx context.Context) { n.pushToken(ctx, e.Peer) })
-	case core.LinkPinged:
-		n.retryToken(e.Peer)
-	}
+	n.offline.HandleLink(e)
 }
 
 // startContact starts keeping a link with p and its chat deliverer. It is
@@ -81,13 +75,6 @@ func (n *Node) startContact(p peer.ID) {
 func (n *Node) stopContact(p peer.ID) {
 	n.p2p.StopContact(p)
 	n.chat.Drop(p)
-}
-
-// pathTo is the links' Path as the API string, for the callers that still
-// compare strings.
-func (n *Node) pathTo(p peer.ID) (string, network.Conn) {
-	path, c := n.p2p.Path(p)
-	return path.String(), c
 }
 
 // contactStatus is the status of every contact's link.

@@ -64,7 +64,7 @@ func (d socialDeps) Servers() []peer.ID {
 
 func (d socialDeps) ConnectedServers() map[peer.ID]time.Time { return d.n.connectedRdvs() }
 
-func (d socialDeps) PushToken(ctx context.Context, p peer.ID) { d.n.pushToken(ctx, p) }
+func (d socialDeps) PushToken(ctx context.Context, p peer.ID) { d.n.offline.PushToken(ctx, p) }
 
 func (d socialDeps) Status(ctx context.Context) (control.Status, error) { return d.n.Status(ctx) }
 
@@ -72,10 +72,12 @@ func (d socialDeps) Status(ctx context.Context) (control.Status, error) { return
 // connection opened.
 func (n *Node) connectedRdvs() map[peer.ID]time.Time { return n.p2p.ConnectedRendezvous() }
 
-// isAccepted reports whether p is an accepted contact: the policy of
-// chat, files and the mailbox (node wires it into each).
-func (n *Node) isAccepted(ctx context.Context, p peer.ID) bool {
-	c, err := n.store.ContactByPeer(ctx, p)
+// acceptedOnly is the policy of chat, files and offline delivery: only
+// accepted contacts may talk to us over them.
+type acceptedOnly struct{ st *store.Store }
+
+func (a acceptedOnly) Allow(ctx context.Context, p peer.ID) bool {
+	c, err := a.st.ContactByPeer(ctx, p)
 	return err == nil && c.State == store.StateAccepted
 }
 
@@ -84,7 +86,3 @@ func (n *Node) isAccepted(ctx context.Context, p peer.ID) bool {
 func (n *Node) findContactRef(ctx context.Context, ref string) (store.Contact, error) {
 	return n.social.FindContact(ctx, ref)
 }
-
-// touch records user activity (idle-away); kept for the callers not moved
-// yet (the control API's handlers and chat/files domain functions).
-func (n *Node) touch() { n.social.Touch() }

@@ -54,7 +54,7 @@ func TestMailboxAcrossRestart(t *testing.T) {
 	id[0] = 1
 	box, err := seal.Seal(alice.Peerstore().PrivKey(alice.ID()), bob.ID(), id, []byte(secret), time.Now())
 	require.NoError(t, err)
-	codes, err := mailbox.NewClient(alice, 0).Deposit(ctx, s.ID(), bob.ID(), tok, []mailbox.Item{{ID: id, Box: box}})
+	codes, err := mailbox.NewClient(alice).Deposit(ctx, s.ID(), bob.ID(), tok, []mailbox.Item{{ID: id, Box: box}})
 	require.NoError(t, err)
 	require.Equal(t, []mailbox.Code{mailbox.CodeOK}, codes)
 
@@ -80,7 +80,7 @@ func TestMailboxAcrossRestart(t *testing.T) {
 	closed = true
 	s = startServer(t, cfg)
 	connect(t, bob, s)
-	boxes, more, err := mailbox.NewClient(bob, 0).Fetch(ctx, s.ID(), 0, 10)
+	boxes, more, err := mailbox.NewClient(bob).Fetch(ctx, s.ID(), 0, 10)
 	require.NoError(t, err)
 	require.False(t, more)
 	require.Len(t, boxes, 1)

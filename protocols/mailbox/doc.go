@@ -5,7 +5,7 @@
 // Two protocols:
 //
 //	/natter/mailbox/1.0.0        node <-> rendezvous (Service, Client)
-//	/natter/mailbox-token/1.0.0  node <-> node       (TokenService, PushToken)
+//	/natter/mailbox-token/1.0.0  node <-> node       (TokenService, Client.PushToken)
 //
 // Each stream carries one request and one response; the client writes its
 // request and closes its side:

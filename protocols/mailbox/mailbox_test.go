@@ -154,7 +154,7 @@ func sealed(t *testing.T, from node, to peer.ID, id mailbox.DepositID, text stri
 // what it holds.
 func fetchAll(t *testing.T, n node, server peer.ID) []mailbox.StoredBox {
 	t.Helper()
-	c := mailbox.NewClient(n, 0)
+	c := mailbox.NewClient(n)
 	var (
 		out   []mailbox.StoredBox
 		after uint64
@@ -177,7 +177,7 @@ func TestDepositFetchDeleteStatus(t *testing.T) {
 	alice, bob := e.client(t), e.client(t)
 	require.Empty(t, fetchAll(t, bob, e.server.ID()), "bob's first fetch opens his mailbox")
 
-	ca := mailbox.NewClient(alice, 0)
+	ca := mailbox.NewClient(alice)
 	tok := token(t, bob, alice.ID(), e.clock.Now().Add(time.Hour))
 	its := []mailbox.Item{
 		sealed(t, alice, bob.ID(), did(1), "one"),
@@ -208,7 +208,7 @@ func TestDepositFetchDeleteStatus(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, mailbox.StateFetched, fates[0].State)
 
-	n, err := mailbox.NewClient(bob, 0).Delete(ctx(t), e.server.ID(), ids[:2], ids[2:])
+	n, err := mailbox.NewClient(bob).Delete(ctx(t), e.server.ID(), ids[:2], ids[2:])
 	require.NoError(t, err)
 	require.Equal(t, 3, n)
 	fates, err = ca.Status(ctx(t), e.server.ID(), ids)
@@ -295,7 +295,7 @@ func TestRefusals(t *testing.T) {
 	for _, r := range rows {
 		t.Run(r.name, func(t *testing.T) {
 			before := e.svc.CountBoxes(r.countKey)
-			codes, err := mailbox.NewClient(r.from, 0).Deposit(ctx(t), srv, r.to, r.tok, r.items)
+			codes, err := mailbox.NewClient(r.from).Deposit(ctx(t), srv, r.to, r.tok, r.items)
 			if r.whole != 0 {
 				var re *mailbox.RefusedError
 				require.ErrorAs(t, err, &re)
@@ -325,15 +325,15 @@ func TestRefusals(t *testing.T) {
 		require.Equal(t, 1.0, e.svc.Count("delete", "not_owner"))
 		require.Len(t, fetchAll(t, bob, srv), 3, "nothing was deleted")
 		// Deleting through her own mailbox does not reach bob's boxes.
-		n, err := mailbox.NewClient(mallory, 0).Delete(ctx(t), srv, []mailbox.DepositID{did(3)}, nil)
+		n, err := mailbox.NewClient(mallory).Delete(ctx(t), srv, []mailbox.DepositID{did(3)}, nil)
 		require.NoError(t, err)
 		require.Zero(t, n)
 	})
 	t.Run("someone else's status", func(t *testing.T) {
-		fates, err := mailbox.NewClient(mallory, 0).Status(ctx(t), srv, []mailbox.DepositID{did(3)})
+		fates, err := mailbox.NewClient(mallory).Status(ctx(t), srv, []mailbox.DepositID{did(3)})
 		require.NoError(t, err)
 		require.Equal(t, mailbox.StateUnknown, fates[0].State)
-		fates, err = mailbox.NewClient(alice, 0).Status(ctx(t), srv, []mailbox.DepositID{did(3)})
+		fates, err = mailbox.NewClient(alice).Status(ctx(t), srv, []mailbox.DepositID{did(3)})
 		require.NoError(t, err)
 		require.Equal(t, mailbox.StateFetched, fates[0].State)
 	})
@@ -402,7 +402,7 @@ func TestMisbehavingStreams(t *testing.T) {
 			require.ErrorIs(t, err, network.ErrReset, "the server must reset the stream")
 			require.Eventually(t, func() bool { return e.metrics.Count("mailbox", tc.reason) == before+1 },
 				5*time.Second, time.Millisecond)
-			_, _, err = mailbox.NewClient(alice, 0).Fetch(ctx(t), e.server.ID(), 0, 10)
+			_, _, err = mailbox.NewClient(alice).Fetch(ctx(t), e.server.ID(), 0, 10)
 			require.NoError(t, err, "the service still works")
 		})
 	}
@@ -413,7 +413,7 @@ func TestExpiryAndFates(t *testing.T) {
 	alice, bob := e.client(t), e.client(t)
 	srv := e.server.ID()
 	fetchAll(t, bob, srv)
-	ca := mailbox.NewClient(alice, 0)
+	ca := mailbox.NewClient(alice)
 	tok := token(t, bob, alice.ID(), e.clock.Now().Add(24*time.Hour))
 	_, err := ca.Deposit(ctx(t), srv, bob.ID(), tok, []mailbox.Item{sealed(t, alice, bob.ID(), did(1), "old")})
 	require.NoError(t, err)
@@ -454,7 +454,7 @@ func TestCloseIsIdempotent(t *testing.T) {
 	alice := e.client(t)
 	require.NoError(t, e.svc.Close())
 	require.NoError(t, e.svc.Close())
-	_, _, err := mailbox.NewClient(alice, 0).Fetch(ctx(t), e.server.ID(), 0, 1)
+	_, _, err := mailbox.NewClient(alice).Fetch(ctx(t), e.server.ID(), 0, 1)
 	require.Error(t, err, "the handler is gone")
 }
 
@@ -500,10 +500,10 @@ func TestTokenPush(t *testing.T) {
 	m := wire.NewMetrics(prometheus.NewRegistry())
 	book := &tokenBook{contacts: map[peer.ID]bool{bob.ID(): true}, got: map[peer.ID]mailbox.Token{}}
 	svc := mailbox.NewTokenService(alice, book, mailbox.WithMetrics(m))
-	defer svc.Close()
+	defer func() { require.NoError(t, svc.Close()) }()
 	exp := time.Now().Add(time.Hour).Truncate(time.Second)
 
-	require.NoError(t, mailbox.PushToken(ctx(t), bob, alice.ID(), token(t, bob, alice.ID(), exp)))
+	require.NoError(t, mailbox.NewClient(bob).PushToken(ctx(t), alice.ID(), token(t, bob, alice.ID(), exp)))
 	require.True(t, book.got[bob.ID()].Expires.Equal(exp))
 	require.Equal(t, alice.ID(), book.got[bob.ID()].Sender)
 
@@ -521,13 +521,83 @@ func TestTokenPush(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			before := m.Count("mailbox-token", tc.reason)
-			err := mailbox.PushToken(ctx(t), tc.from, alice.ID(), tc.tok)
+			err := mailbox.NewClient(tc.from).PushToken(ctx(t), alice.ID(), tc.tok)
 			require.Error(t, err)
 			require.True(t, errors.Is(err, network.ErrReset) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF), "%v", err)
 			require.Eventually(t, func() bool { return m.Count("mailbox-token", tc.reason) == before+1 }, 5*time.Second, time.Millisecond)
 		})
 	}
 	require.Len(t, book.got, 1)
-	svc.Close()
-	svc.Close()
+	require.NoError(t, svc.Close())
+	require.NoError(t, svc.Close())
+	err := mailbox.NewClient(bob).PushToken(ctx(t), alice.ID(), token(t, bob, alice.ID(), exp))
+	require.Error(t, err, "the handler is gone")
+}
+
+// blockingBook is a TokenReceiver whose Allow waits until its context
+// ends (the service's, on Close) or release is closed.
+type blockingBook struct {
+	entered chan struct{}
+	release chan struct{}
+	left    chan struct{}
+}
+
+func (b *blockingBook) Allow(ctx context.Context, _ peer.ID) bool {
+	close(b.entered)
+	defer close(b.left)
+	select {
+	case <-ctx.Done():
+	case <-b.release:
+	}
+	return false
+}
+
+func (b *blockingBook) Token(context.Context, peer.ID, mailbox.Token) error { return nil }
+
+// TestTokenServiceCloseWaits: Close resets a push being handled and
+// returns only once its handler has.
+func TestTokenServiceCloseWaits(t *testing.T) {
+	mn := mocknet.New()
+	defer mn.Close()
+	alice, bob := addNode(t, mn, nil), addNode(t, mn, nil)
+	require.NoError(t, mn.LinkAll())
+	require.NoError(t, mn.ConnectAllButSelf())
+	book := &blockingBook{entered: make(chan struct{}), release: make(chan struct{}), left: make(chan struct{})}
+	svc := mailbox.NewTokenService(alice, book, mailbox.WithTimeout(time.Minute))
+	pushed := make(chan error, 1)
+	go func() {
+		pushed <- mailbox.NewClient(bob).PushToken(ctx(t), alice.ID(), token(t, bob, alice.ID(), time.Now().Add(time.Hour)))
+	}()
+	<-book.entered
+	require.NoError(t, svc.Close())
+	select {
+	case <-book.left:
+	default:
+		t.Fatal("Close returned while a handler was still running")
+	}
+	require.Error(t, <-pushed)
+	require.NoError(t, svc.Close())
+}
+
+// TestClientTimeout: WithTimeout bounds a request to a server that never
+// answers, even on a transport without deadlines.
+func TestClientTimeout(t *testing.T) {
+	mn := mocknet.New()
+	defer mn.Close()
+	alice, srv := addNode(t, mn, nil), addNode(t, mn, nil)
+	require.NoError(t, mn.LinkAll())
+	_, err := mn.ConnectPeers(alice.ID(), srv.ID())
+	require.NoError(t, err)
+	// The server reads the request and never answers.
+	release := make(chan struct{})
+	defer close(release)
+	srv.SetStreamHandler(mailbox.ID, func(s network.Stream) {
+		_, _ = io.Copy(io.Discard, s)
+		<-release
+		_ = s.Reset()
+	})
+
+	c := mailbox.NewClient(alice, mailbox.WithTimeout(200*time.Millisecond))
+	_, _, err = c.Fetch(context.Background(), srv.ID(), 0, 1)
+	require.ErrorIs(t, err, context.DeadlineExceeded)
 }

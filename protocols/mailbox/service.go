@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -26,7 +25,8 @@ const metricProto = "mailbox"
 // boxes (ids, positions, times, framing of each entry).
 const fetchSlack = 64 << 10
 
-// Option configures a Service or a TokenService.
+// Option configures a Service, a TokenService or a Client; each says which
+// options it reads.
 type Option func(*config)
 
 type config struct {
@@ -35,15 +35,14 @@ type config struct {
 	metrics *wire.Metrics
 	reg     prometheus.Registerer
 	now     func() time.Time
-	timeout time.Duration // token exchanges
+	timeout time.Duration // one exchange (0: the constructor's default)
 }
 
 func newConfig(opts []Option) config {
 	c := config{
-		limits:  DefaultLimits(),
-		log:     slog.New(slog.DiscardHandler),
-		now:     time.Now,
-		timeout: 10 * time.Second,
+		limits: DefaultLimits(),
+		log:    slog.New(slog.DiscardHandler),
+		now:    time.Now,
 	}
 	for _, o := range opts {
 		o(&c)
@@ -83,7 +82,9 @@ func WithClock(now func() time.Time) Option {
 	}
 }
 
-// WithTimeout bounds one token exchange (TokenService; default 10s).
+// WithTimeout bounds one exchange: a token push received (TokenService;
+// default DefaultTokenTimeout) or a request made (Client; default
+// DefaultClientTimeout). The Service's bound is Limits.RequestTimeout.
 func WithTimeout(d time.Duration) Option {
 	return func(c *config) {
 		if d > 0 {
@@ -103,11 +104,7 @@ type Service struct {
 
 	ctx    context.Context
 	cancel context.CancelFunc
-
-	mu      sync.Mutex
-	closed  bool
-	streams map[network.Stream]struct{}
-	wg      sync.WaitGroup
+	tr     tracker
 }
 
 // New starts a mailbox server on h backed by st: it sets the stream handler
@@ -122,15 +119,14 @@ func New(h host.Host, st Store, opts ...Option) (*Service, error) {
 		return nil, err
 	}
 	s := &Service{
-		h:       h,
-		st:      st,
-		cfg:     cfg,
-		lim:     wire.NewPeerLimiter(1/cfg.limits.DepositInterval.Seconds(), cfg.limits.DepositBurst),
-		ctrs:    ctrs,
-		streams: map[network.Stream]struct{}{},
+		h:    h,
+		st:   st,
+		cfg:  cfg,
+		lim:  wire.NewPeerLimiter(1/cfg.limits.DepositInterval.Seconds(), cfg.limits.DepositBurst),
+		ctrs: ctrs,
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
-	s.wg.Add(1)
+	s.tr.wg.Add(1)
 	go s.gcLoop()
 	h.SetStreamHandler(ID, s.handle)
 	return s, nil
@@ -139,38 +135,12 @@ func New(h host.Host, st Store, opts ...Option) (*Service, error) {
 // Close removes the handler, resets the streams being served, stops the
 // expiry loop and waits for all of them. It is idempotent.
 func (s *Service) Close() error {
-	s.mu.Lock()
-	if !s.closed {
-		s.closed = true
+	s.tr.close(func() {
 		s.h.RemoveStreamHandler(ID)
 		s.cancel()
-		for st := range s.streams {
-			_ = st.Reset()
-		}
-	}
-	s.mu.Unlock()
-	s.wg.Wait()
+	})
 	s.ctrs.unregister(s.cfg.reg)
 	return nil
-}
-
-// track counts a handler in, unless the service is closing.
-func (s *Service) track(st network.Stream) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return false
-	}
-	s.streams[st] = struct{}{}
-	s.wg.Add(1)
-	return true
-}
-
-func (s *Service) untrack(st network.Stream) {
-	s.mu.Lock()
-	delete(s.streams, st)
-	s.mu.Unlock()
-	s.wg.Done()
 }
 
 // Count returns how many requests of op ("deposit", "fetch", "delete",
@@ -201,7 +171,7 @@ func (s *Service) GC(ctx context.Context) (ExpireStats, error) {
 }
 
 func (s *Service) gcLoop() {
-	defer s.wg.Done()
+	defer s.tr.wg.Done()
 	t := time.NewTicker(s.cfg.limits.GCInterval)
 	defer t.Stop()
 	for {
@@ -219,11 +189,11 @@ func (s *Service) gcLoop() {
 }
 
 func (s *Service) handle(st network.Stream) {
-	if !s.track(st) {
+	if !s.tr.add(st) {
 		_ = st.Reset()
 		return
 	}
-	defer s.untrack(st)
+	defer s.tr.done(st)
 	from := st.Conn().RemotePeer()
 	op := "unknown"
 	timeout := s.cfg.limits.RequestTimeout

@@ -3,6 +3,7 @@ package mailbox
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
@@ -14,6 +15,9 @@ import (
 
 // tokenFrameSize bounds a token push and its ack.
 const tokenFrameSize = MaxTokenSize + 64
+
+// DefaultTokenTimeout bounds one token push a TokenService receives.
+const DefaultTokenTimeout = 10 * time.Second
 
 // TokenReceiver is the node side of the token protocol.
 type TokenReceiver interface {
@@ -32,23 +36,38 @@ type TokenService struct {
 	cfg config
 	ctx context.Context
 	end context.CancelFunc
+	tr  tracker
 }
 
-// NewTokenService registers the handler on h.
+// NewTokenService registers the handler on h; r keeps what it receives.
+// It reads WithLogger, WithMetrics, WithClock (token expiry) and
+// WithTimeout. Close removes the handler.
 func NewTokenService(h host.Host, r TokenReceiver, opts ...Option) *TokenService {
 	s := &TokenService{h: h, r: r, cfg: newConfig(opts)}
+	if s.cfg.timeout <= 0 {
+		s.cfg.timeout = DefaultTokenTimeout
+	}
 	s.ctx, s.end = context.WithCancel(context.Background())
 	h.SetStreamHandler(TokenID, s.handle)
 	return s
 }
 
-// Close unregisters the handler. It is idempotent.
-func (s *TokenService) Close() {
-	s.h.RemoveStreamHandler(TokenID)
-	s.end()
+// Close removes the handler, resets the streams being served and waits
+// for their handlers to return. It is idempotent.
+func (s *TokenService) Close() error {
+	s.tr.close(func() {
+		s.h.RemoveStreamHandler(TokenID)
+		s.end()
+	})
+	return nil
 }
 
 func (s *TokenService) handle(st network.Stream) {
+	if !s.tr.add(st) {
+		_ = st.Reset()
+		return
+	}
+	defer s.tr.done(st)
 	from := st.Conn().RemotePeer()
 	err := wire.Serve(st, wire.ServeOptions{Service: TokenServiceName, Memory: 2 * tokenFrameSize, Timeout: s.cfg.timeout}, func(st network.Stream) error {
 		ctx, cancel := context.WithTimeout(s.ctx, s.cfg.timeout)
@@ -73,26 +92,4 @@ func (s *TokenService) handle(st network.Stream) {
 		s.cfg.metrics.StreamError(metricProto+"-token", err)
 		s.cfg.log.Debug("mailbox token stream ended", "peer", from.ShortString(), "err", err)
 	}
-}
-
-// PushToken gives token (issued by us to peer to) to it over an existing
-// connection (relayed ones included; it does not dial) and waits for the
-// ack.
-func PushToken(ctx context.Context, h host.Host, to peer.ID, token []byte) error {
-	if len(token) == 0 || len(token) > MaxTokenSize {
-		return fmt.Errorf("token of %d bytes (1..%d)", len(token), MaxTokenSize)
-	}
-	ctx, cancel := context.WithTimeout(ctx, DefaultClientTimeout)
-	defer cancel()
-	st, err := h.NewStream(network.WithAllowLimitedConn(network.WithNoDial(ctx, "mailbox token"), "mailbox token"), to, TokenID)
-	if err != nil {
-		return fmt.Errorf("open token stream: %w", err)
-	}
-	if dl, ok := ctx.Deadline(); ok {
-		_ = st.SetDeadline(dl)
-	}
-	if err := wire.RoundTrip(st, &pb.TokenPush{Token: token}, tokenFrameSize, &pb.TokenAck{}, tokenFrameSize); err != nil {
-		return fmt.Errorf("token push: %w", err)
-	}
-	return nil
 }
