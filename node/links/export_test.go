@@ -25,4 +25,5 @@ var (
 	LinkChangeOf         = linkChange
 	WaitProtocol         = waitProtocol
 	ReservationError     = reservationError
+	ResourceLimits       = resourceLimits
 )

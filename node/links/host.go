@@ -39,11 +39,18 @@ func (s *Service) newHost(key crypto.PrivKey, reg prometheus.Registerer) (host.H
 	if err != nil {
 		return nil, fmt.Errorf("connection manager: %w", err)
 	}
+	// go-libp2p's default limits plus our services' own (limits.go).
+	rm, err := newResourceManager()
+	if err != nil {
+		_ = cm.Close()
+		return nil, fmt.Errorf("resource manager: %w", err)
+	}
 	opts := []libp2p.Option{
 		libp2p.Identity(key),
 		libp2p.ListenAddrs(s.cfg.Listen...),
 		libp2p.UserAgent(s.cfg.UserAgent),
 		libp2p.ConnectionManager(cm),
+		libp2p.ResourceManager(rm),
 		libp2p.ConnectionGater(s.gater),
 		// Circuit v2 client: dial and accept relayed links. We take our
 		// relay reservations ourselves (rendezvous.go) rather than with
@@ -84,6 +91,7 @@ func (s *Service) newHost(key crypto.PrivKey, reg prometheus.Registerer) (host.H
 	}
 	h, err := libp2p.New(opts...)
 	if err != nil {
+		_ = rm.Close() // the host closes it, once there is one
 		return nil, fmt.Errorf("start libp2p host (is a listen port in use? listen=%v): %w", s.cfg.Listen, err)
 	}
 	if err := s.checkListening(h); err != nil {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"io"
 	"time"
 
@@ -38,6 +39,12 @@ func (s *Service) ping(ctx context.Context, p peer.ID, timeout time.Duration) (t
 		return 0, nil, err
 	}
 	defer st.Close()
+	// As ping.Ping does: the stream counts against the ping service's
+	// limits (a few per peer), like every stream we open.
+	if err := st.Scope().SetService(ping.ServiceName); err != nil {
+		st.Reset()
+		return 0, nil, fmt.Errorf("attach ping stream: %w", err)
+	}
 	if dl, ok := pctx.Deadline(); ok {
 		_ = st.SetDeadline(dl)
 	}
