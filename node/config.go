@@ -353,19 +353,6 @@ func isTCP(a ma.Multiaddr) bool {
 
 func isCircuit(a ma.Multiaddr) bool { return core.IsCircuit(a) }
 
-// transportName names the transport of a connection's remote address.
-func transportName(a ma.Multiaddr) string {
-	switch {
-	case isCircuit(a):
-		return "relay"
-	case isQUIC(a):
-		return "quic"
-	case isTCP(a):
-		return "tcp"
-	}
-	return "other"
-}
-
 func (m MailboxConfig) validate() []error {
 	var errs []error
 	if m.After < time.Second || m.After > time.Hour {

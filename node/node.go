@@ -1,15 +1,20 @@
 // Package node is a natter home peer: the daemon a user runs behind their
-// router.
+// router. It is only the wiring of the feature packages:
 //
-// A Node wires the feature packages together. The libp2p host and the
-// links that keep it connected (rendezvous servers over TCP and QUIC, relay
-// reservations, registrations, contact links upgraded to direct ones by
-// DCUtR) live in node/links; the node builds it from its Config, starts
-// the other features on its host, and turns its link events into what
-// presence, friend requests and offline delivery do (wire_links.go).
+//	node/api ──────────── the control API (HTTP on the control socket)
+//	   │ interfaces api declares
+//	node/social  node/chat ◀─kinds─ node/files  node/offline
+//	   │ interfaces each feature declares (its deps.go)
+//	node/links ────────── the libp2p host, rendezvous and contact links
 //
-// The user drives the node through the control API (api.go), served on a
-// unix socket in the data dir.
+// New builds them in order — the store, links (the host), social, chat,
+// offline delivery, files, the API — handing each the narrow interfaces it
+// declared (the wire_*.go files hold the few adapters), then starts the
+// links; Close stops them in reverse. A feature never holds the node or
+// another feature, only what node passed it: see docs/architecture.md.
+//
+// The status view (status.go) is composed here, since it reads several
+// features at once.
 package node
 
 import (
@@ -57,10 +62,6 @@ type options struct {
 // WithLogger sets the logger (default: discard).
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
 
-// WithRegisterer exports the node's metrics to reg (default: a private
-// registry).
-func WithRegisterer(r prometheus.Registerer) Option { return func(o *options) { o.reg = r } }
-
 // Node is a running natter peer.
 type Node struct {
 	cfg       Config
@@ -86,7 +87,6 @@ type Node struct {
 
 	ctx       context.Context
 	cancel    context.CancelFunc
-	wg        sync.WaitGroup
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -177,16 +177,6 @@ func (n *Node) Host() host.Host { return n.host }
 // the control API in between).
 func (n *Node) Chat() *nodechat.Service { return n.chat }
 
-// goRun starts f as a goroutine owned by the node: it gets the node's
-// lifetime context and Close waits for it.
-func (n *Node) goRun(f func(ctx context.Context)) {
-	n.wg.Add(1)
-	go func() {
-		defer n.wg.Done()
-		f(n.ctx)
-	}()
-}
-
 // Close stops everything the node started, in reverse order, and waits for
 // its goroutines. It is safe to call more than once.
 func (n *Node) Close() error {
@@ -216,12 +206,10 @@ func (n *Node) Close() error {
 		}
 		// Stop the links: it tells rendezvous servers we are leaving, so
 		// that contacts see us offline at once rather than after a
-		// heartbeat timeout, and waits for the links' goroutines (their
-		// subscribers start node goroutines: before n.wg.Wait).
+		// heartbeat timeout, and waits for the links' goroutines.
 		if n.p2p != nil {
 			n.p2p.Stop()
 		}
-		n.wg.Wait()
 		for _, s := range n.svcs {
 			errs = append(errs, s.Close())
 		}

@@ -1,14 +1,11 @@
 package node
 
 import (
-	"context"
 	"time"
 
-	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/natterim/natter/node/control"
 	"github.com/natterim/natter/node/core"
 	"github.com/natterim/natter/node/links"
 	"github.com/natterim/natter/node/store"
@@ -77,65 +74,5 @@ func (n *Node) stopContact(p peer.ID) {
 	n.chat.Drop(p)
 }
 
-// contactStatus is the status of every contact's link.
-func (n *Node) contactStatus(ctx context.Context) ([]control.ContactStatus, error) {
-	cs, err := n.store.Contacts(ctx)
-	if err != nil {
-		return nil, err
-	}
-	unread, err := n.store.Unread(ctx)
-	if err != nil {
-		return nil, err
-	}
-	queued, err := n.store.Queued(ctx)
-	if err != nil {
-		return nil, err
-	}
-	warnings := n.social.NameWarnings(ctx)
-	out := make([]control.ContactStatus, 0, len(cs))
-	for _, c := range cs {
-		st := control.ContactStatus{PeerID: c.PeerID.String(), Name: c.Name, State: string(c.State), Warning: warnings[c.PeerID]}
-		path, conn := n.p2p.Path(c.PeerID)
-		st.Path = path.String()
-		st.Connected = path != core.PathNone
-		if conn != nil {
-			st.RemoteAddr = conn.RemoteMultiaddr().String()
-			st.Transport = links.Transport(conn.RemoteMultiaddr())
-			if path == core.PathDirect {
-				// Read off the connection itself, so that it agrees with
-				// path even before the link's loop has noticed the change.
-				st.DirectSince = conn.Stat().Opened
-			}
-		}
-		st.Presence = control.PresenceOffline
-		if ls, ok := n.p2p.LinkState(c.PeerID); ok {
-			st.RTTMillis = millis(ls.RTT)
-			st.LastError = ls.LastError
-		}
-		if c.State == store.StateAccepted {
-			st.Presence, st.StatusMessage = n.social.ContactPresence(c.PeerID, st.Connected)
-		}
-		if !st.Connected {
-			st.RTTMillis = 0
-		}
-		st.Unread, st.Queued = unread[c.PeerID], queued[c.PeerID]
-		out = append(out, st)
-	}
-	return out, nil
-}
-
-// reachabilityString names the AutoNAT verdict.
-func reachabilityString(r network.Reachability) string {
-	switch r {
-	case network.ReachabilityPublic:
-		return "public"
-	case network.ReachabilityPrivate:
-		return "private"
-	}
-	return "unknown"
-}
-
-func millis(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
-
-// rdvRequestTimeout bounds one request to a rendezvous server (names.go).
+// rdvRequestTimeout bounds one request to a rendezvous server (names).
 const rdvRequestTimeout = 10 * time.Second

@@ -178,9 +178,6 @@ func (l *Lab) Namespaces() []string {
 	return append([]string(nil), l.nss...)
 }
 
-// Internet returns the name of the namespace holding the public bridge.
-func (l *Lab) Internet() string { return l.inet }
-
 // Host is a namespace running programs: a public host or the machine
 // behind a home router.
 type Host struct {
@@ -220,21 +217,12 @@ type Router struct {
 	port  string // bridge port in the internet namespace
 }
 
-// Name returns the router's name (the home host's name with "-router").
-func (r *Router) Name() string { return r.name }
-
-// Netns returns the router's network namespace name.
-func (r *Router) Netns() string { return r.ns }
-
 // Kind returns the NAT behaviour of the router.
 func (r *Router) Kind() Kind { return r.kind }
 
 // WANIP returns the router's public address (11.0.0.N), the address peers
 // on the internet see for the home host.
 func (r *Router) WANIP() string { return r.wanIP }
-
-// LANIP returns the router's LAN address (192.168.K.1).
-func (r *Router) LANIP() string { return r.lanIP }
 
 // Public adds a host directly on the internet with the next free address
 // 11.0.0.N. It fails the test on error.

@@ -75,9 +75,6 @@ func (h *Host) Start(name string, args ...string) *Proc {
 // Pid returns the process id (also its process group id).
 func (p *Proc) Pid() int { return p.cmd.Process.Pid }
 
-// LogPath returns the path of the process's log file.
-func (p *Proc) LogPath() string { return p.logPath }
-
 // Log returns the output (stdout and stderr) written so far.
 func (p *Proc) Log() string {
 	b, err := os.ReadFile(p.logPath)
@@ -106,14 +103,6 @@ func (p *Proc) WaitLog(substr string, timeout time.Duration) error {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-}
-
-// Signal sends sig to the process (not to its children).
-func (p *Proc) Signal(sig os.Signal) error {
-	if p.Exited() {
-		return os.ErrProcessDone
-	}
-	return p.cmd.Process.Signal(sig)
 }
 
 // Kill sends SIGKILL to the process group and waits (up to 10 s) for the
@@ -161,6 +150,3 @@ func (p *Proc) Exited() bool {
 		return false
 	}
 }
-
-// Done returns a channel closed when the process exits.
-func (p *Proc) Done() <-chan struct{} { return p.done }

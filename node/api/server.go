@@ -55,12 +55,6 @@ func defaults() options {
 // WithLogger sets the logger (default: discard).
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
 
-// WithReadHeaderTimeout bounds how long a client may take to send a
-// request's headers (default 10s).
-func WithReadHeaderTimeout(d time.Duration) Option {
-	return func(o *options) { o.readHeaderTimeout = d }
-}
-
 // WithShutdownTimeout bounds how long Close waits for requests in flight
 // before it cuts their connections (default 2s).
 func WithShutdownTimeout(d time.Duration) Option { return func(o *options) { o.shutdownTimeout = d } }

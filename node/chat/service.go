@@ -65,25 +65,6 @@ func WithMetrics(m *wire.Metrics) Option { return func(c *config) { c.metrics = 
 // contact, for contacts without their own setting (default false).
 func WithReadReceipts(on bool) Option { return func(c *config) { c.readReceipts = on } }
 
-// WithAckTimeout bounds how long a sent batch may wait for its ack before
-// the stream is reset (default 30s).
-func WithAckTimeout(d time.Duration) Option {
-	return func(c *config) {
-		if d > 0 {
-			c.ackTimeout = d
-		}
-	}
-}
-
-// WithIdleTimeout closes a stream that carried nothing for d (default 2m).
-func WithIdleTimeout(d time.Duration) Option {
-	return func(c *config) {
-		if d > 0 {
-			c.idle = d
-		}
-	}
-}
-
 // WithRetry sets the backoff after a failed delivery: min, doubling up to
 // max (default 0.5s .. 30s).
 func WithRetry(min, max time.Duration) Option {

@@ -207,12 +207,6 @@ func (s *fakeStore) storeIncoming(from peer.ID, in store.Incoming) []store.Trans
 	return nil
 }
 
-func (s *fakeStore) set(t store.Transfer) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.insertLocked(t)
-}
-
 func (s *fakeStore) setSumsErr(err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -154,6 +154,3 @@ var migrations = []string{
 	CREATE INDEX transfers_active ON transfers(state) WHERE state NOT IN ('done', 'failed', 'rejected', 'cancelled');
 	ALTER TABLE outbox ADD COLUMN payload BLOB;`,
 }
-
-// SchemaVersion is the version this natter writes.
-func SchemaVersion() int { return len(migrations) }

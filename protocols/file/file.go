@@ -82,15 +82,6 @@ type TransferID [IDLen]byte
 // String is the UUID form.
 func (id TransferID) String() string { return uuid.UUID(id).String() }
 
-// ParseTransferID parses the UUID form.
-func ParseTransferID(s string) (TransferID, error) {
-	u, err := uuid.Parse(s)
-	if err != nil || len(s) != 36 {
-		return TransferID{}, fmt.Errorf("%q is not a transfer id", s)
-	}
-	return TransferID(u), nil
-}
-
 // Offer is what both sides agree on about one file: everything the data
 // exchange needs. The receiver builds it from the chat offer with
 // OfferFromWire, which checks every field.
