@@ -12,7 +12,6 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 
-	"github.com/natterim/natter/node/core"
 	"github.com/natterim/natter/protocols/file"
 )
 
@@ -350,8 +349,6 @@ func isTCP(a ma.Multiaddr) bool {
 	_, err := a.ValueForProtocol(ma.P_TCP)
 	return err == nil
 }
-
-func isCircuit(a ma.Multiaddr) bool { return core.IsCircuit(a) }
 
 func (m MailboxConfig) validate() []error {
 	var errs []error

@@ -9,7 +9,6 @@ import (
 	"github.com/natterim/natter/node/control"
 	"github.com/natterim/natter/node/core"
 	"github.com/natterim/natter/node/invite"
-	"github.com/natterim/natter/node/links"
 	"github.com/natterim/natter/node/store"
 )
 
@@ -80,10 +79,7 @@ func (n *Node) Ping(ctx context.Context, ref string) (control.PingResult, error)
 	}
 	res.RTTMillis = millis(rtt)
 	res.RemoteAddr = conn.RemoteMultiaddr().String()
-	res.Path = control.PathDirect
-	if isCircuit(conn.RemoteMultiaddr()) || conn.Stat().Limited {
-		res.Path = control.PathRelayed
-	}
+	res.Path = core.PathOf(conn).String()
 	return res, nil
 }
 
@@ -118,7 +114,7 @@ func (n *Node) contactStatus(ctx context.Context) ([]control.ContactStatus, erro
 		st.Connected = path != core.PathNone
 		if conn != nil {
 			st.RemoteAddr = conn.RemoteMultiaddr().String()
-			st.Transport = links.Transport(conn.RemoteMultiaddr())
+			st.Transport = core.Transport(conn.RemoteMultiaddr())
 			if path == core.PathDirect {
 				// Read off the connection itself, so that it agrees with
 				// path even before the link's loop has noticed the change.

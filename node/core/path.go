@@ -55,3 +55,18 @@ func BestPath(conns []network.Conn) (Path, network.Conn) {
 	}
 	return best, bestConn
 }
+
+// Transport names the transport of an address: "relay" for a circuit,
+// else "quic", "tcp" or "other".
+func Transport(a ma.Multiaddr) string {
+	has := func(code int) bool { _, err := a.ValueForProtocol(code); return err == nil }
+	switch {
+	case IsCircuit(a):
+		return "relay"
+	case has(ma.P_QUIC_V1):
+		return "quic"
+	case has(ma.P_TCP):
+		return "tcp"
+	}
+	return "other"
+}

@@ -15,7 +15,6 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
-	ma "github.com/multiformats/go-multiaddr"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/natterim/natter/node/core"
@@ -343,7 +342,7 @@ func (m *Manager) download(ctx context.Context, t *store.Transfer, path core.Pat
 	cp := newCheckpointer(m.store, f, t.ID, t.DoneBytes, m.cfg.CheckpointBytes, m.cfg.CheckpointInterval)
 	opts.Opened = func(c network.Conn) {
 		via := core.PathOf(c)
-		m.log.Debug("file stream open", "transfer", t.ID, "via", via.String(), "transport", transportName(c.RemoteMultiaddr()))
+		m.log.Debug("file stream open", "transfer", t.ID, "via", via.String(), "transport", core.Transport(c.RemoteMultiaddr()))
 		live.mu.Lock()
 		live.path = via
 		live.mu.Unlock()
@@ -673,19 +672,4 @@ func (c *checkpointer) finish(ctx context.Context) (int64, error) {
 		c.mu.Unlock()
 	}
 	return durable, err
-}
-
-// transportName names the transport of a connection's remote address, for
-// logs.
-func transportName(a ma.Multiaddr) string {
-	has := func(code int) bool { _, err := a.ValueForProtocol(code); return err == nil }
-	switch {
-	case core.IsCircuit(a):
-		return "relay"
-	case has(ma.P_QUIC_V1):
-		return "quic"
-	case has(ma.P_TCP):
-		return "tcp"
-	}
-	return "other"
 }

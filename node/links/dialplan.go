@@ -79,7 +79,7 @@ func (p *dialPlan) take(server peer.ID, addrs []ma.Multiaddr) []ma.Multiaddr {
 	}
 	t := q[0]
 	p.pending[server] = q[1:]
-	only := slices.DeleteFunc(slices.Clone(addrs), func(a ma.Multiaddr) bool { return Transport(a) != t })
+	only := slices.DeleteFunc(slices.Clone(addrs), func(a ma.Multiaddr) bool { return core.Transport(a) != t })
 	if len(only) == 0 {
 		return addrs
 	}

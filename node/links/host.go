@@ -21,6 +21,7 @@ import (
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 	ma "github.com/multiformats/go-multiaddr"
 	manet "github.com/multiformats/go-multiaddr/net"
+	"github.com/natterim/natter/node/core"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -236,7 +237,7 @@ func (s *Service) checkListening(h host.Host) error {
 		}
 		if slices.ContainsFunc(have, func(a ma.Multiaddr) bool {
 			p, err := listenPort(a)
-			return err == nil && p == port && Transport(a) == Transport(want)
+			return err == nil && p == port && core.Transport(a) == core.Transport(want)
 		}) {
 			continue
 		}

@@ -80,7 +80,7 @@ func (l *rdvLink) setReservation(r *client.Reservation) {
 func (l *rdvLink) setObserved(local, observed ma.Multiaddr) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.observed[Transport(local)] = observed
+	l.observed[core.Transport(local)] = observed
 }
 
 func (l *rdvLink) setErr(err error) {
@@ -220,7 +220,7 @@ func (s *Service) rdvSession(ctx context.Context, l *rdvLink) error {
 func (s *Service) connectRendezvous(ctx context.Context, l *rdvLink) error {
 	var ts []string
 	for _, a := range l.info.Addrs {
-		t := Transport(a)
+		t := core.Transport(a)
 		if slices.Contains(s.cfg.Transports, t) && !slices.Contains(ts, t) {
 			ts = append(ts, t)
 		}
@@ -377,7 +377,7 @@ func (s *Service) unregisterAll() {
 func (s *Service) transportsTo(p peer.ID) []string {
 	var ts []string
 	for _, c := range s.host.Network().ConnsToPeer(p) {
-		t := Transport(c.RemoteMultiaddr())
+		t := core.Transport(c.RemoteMultiaddr())
 		if !slices.Contains(ts, t) {
 			ts = append(ts, t)
 		}
