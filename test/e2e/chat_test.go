@@ -3,10 +3,12 @@
 package e2e
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -20,19 +22,74 @@ import (
 // benchmarks measure the real rates; this only catches "never".
 const deliverWithin = 90 * time.Second
 
-// sendBurst sends count texts "<prefix> NNNN" from n to contact through the
-// control API, one after the other, and returns their ids in order.
+// burstSenders is how many sends of a burst are in flight at once: a user
+// (or a script) sending as fast as it can. Concurrent sends share the
+// daemon's group commit, so a burst costs a few fsyncs rather than one per
+// message.
+const burstSenders = 8
+
+// sentTexts remembers the text of every message a burst sent, by id, so
+// that a history can be checked message by message.
+var sentTexts sync.Map
+
+// sendBurst sends count messages "<prefix> NNNN" to contact through n's
+// control API, burstSenders at a time, and returns their ids in the order
+// the daemon queued them (their sequence numbers): the order the
+// conversation must show them in.
 func sendBurst(t *testing.T, n *nodeProc, contact, prefix string, count int) []string {
 	t.Helper()
-	ids := make([]string, 0, count)
-	for i := range count {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		m, err := n.api.Send(ctx, contact, control.SendRequest{Text: fmt.Sprintf("%s %04d", prefix, i)})
-		cancel()
-		if err != nil {
-			t.Fatalf("%s: send %d to %s: %v", n.name, i, contact, err)
+	type sent struct {
+		id  string
+		seq uint64
+	}
+	var (
+		mu   sync.Mutex
+		out  = make([]sent, 0, count)
+		errs = make(chan error, burstSenders)
+		next = make(chan int)
+		wg   sync.WaitGroup
+	)
+	for range burstSenders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				text := fmt.Sprintf("%s %04d", prefix, i)
+				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				m, err := n.api.Send(ctx, contact, control.SendRequest{Text: text})
+				cancel()
+				if err != nil {
+					errs <- fmt.Errorf("%s: send %d to %s: %w", n.name, i, contact, err)
+					return
+				}
+				sentTexts.Store(m.ID, text)
+				mu.Lock()
+				out = append(out, sent{m.ID, m.Seq})
+				mu.Unlock()
+			}
+		}()
+	}
+	func() {
+		defer close(next)
+		for i := range count {
+			select {
+			case next <- i:
+			case err := <-errs:
+				errs <- err
+				return
+			}
 		}
-		ids = append(ids, m.ID)
+	}()
+	wg.Wait()
+	select {
+	case err := <-errs:
+		t.Fatal(err)
+	default:
+	}
+	slices.SortFunc(out, func(a, b sent) int { return cmp.Compare(a.seq, b.seq) })
+	ids := make([]string, len(out))
+	for i, s := range out {
+		ids[i] = s.id
 	}
 	return ids
 }
@@ -90,8 +147,9 @@ func assertExactlyOnce(t *testing.T, ms []control.Message, dir, prefix string, i
 		t.Fatalf("%d %q messages, want %d (missing %d, doubled %d)", len(got), prefix, len(ids), missing, dup)
 	}
 	for i, m := range got {
-		if m.ID != ids[i] || m.Text != fmt.Sprintf("%s %04d", prefix, i) {
-			t.Fatalf("message %d is %s %q, want %s %q: order broken", i, m.ID, m.Text, ids[i], fmt.Sprintf("%s %04d", prefix, i))
+		want, _ := sentTexts.Load(ids[i])
+		if m.ID != ids[i] || m.Text != want {
+			t.Fatalf("message %d is %s %q, want %s %q: order broken", i, m.ID, m.Text, ids[i], want)
 		}
 	}
 }
