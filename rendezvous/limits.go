@@ -13,6 +13,7 @@ import (
 	"github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/relay"
 	"github.com/libp2p/go-libp2p/p2p/protocol/identify"
 	"github.com/libp2p/go-libp2p/p2p/protocol/ping"
+	"github.com/libp2p/go-libp2p/x/rate"
 
 	rdvproto "github.com/natterim/natter/protocols/rendezvous"
 )
@@ -161,7 +162,22 @@ func newResourceManager(cfg Config, stock bool) (network.ResourceManager, error)
 		// treats every address alike, and tests and benchmarks on
 		// loopback then see what the internet would.
 		rcmgr.WithNetworkPrefixLimit([]rcmgr.NetworkPrefixLimit{}, []rcmgr.NetworkPrefixLimit{}),
+		rcmgr.WithConnRateLimiters(connRateLimiter()),
 	)
+}
+
+// connRateLimiter is the resource manager's rate of new connections per
+// address: none. The gater already applies rate_limits.connections_per_ip
+// (before the handshake, logged and counted). go-libp2p's default, which
+// applies unless replaced, is far stricter and undocumented here: 16 at
+// once per IPv4 address or IPv6 /56, then one per 5 s, inbound and
+// outbound (AutoNAT dial-backs count), refused as CONNECTION_REFUSED
+// (QUIC) or a connection closed before the security handshake (TCP). A
+// node that restarts makes two connections: the 9th restart within a
+// minute lost one of its transports, and so would 20 nodes behind one
+// carrier-grade NAT that connections_per_ip is sized for.
+func connRateLimiter() *rate.Limiter {
+	return &rate.Limiter{} // zero limits: no limit
 }
 
 // fileLimit returns the process's RLIMIT_NOFILE soft limit (Go raises it

@@ -1,11 +1,15 @@
 package rendezvous_test
 
 import (
+	"fmt"
 	"testing"
+
+	"github.com/libp2p/go-libp2p/core/network"
 
 	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
 	circuitproto "github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/proto"
 	"github.com/libp2p/go-libp2p/p2p/protocol/ping"
+	ma "github.com/multiformats/go-multiaddr"
 	"github.com/stretchr/testify/require"
 
 	rdvproto "github.com/natterim/natter/protocols/rendezvous"
@@ -41,4 +45,37 @@ func TestResourceLimitsFollowConfig(t *testing.T) {
 	require.Equal(t, rcmgr.LimitVal(28), l.ProtocolPeer[circuitproto.ProtoIDv2Hop].StreamsInbound)
 	require.Equal(t, rcmgr.LimitVal(28), l.ProtocolPeer[circuitproto.ProtoIDv2Stop].StreamsOutbound)
 	require.Equal(t, rcmgr.LimitVal(32), l.ProtocolPeerDefault.StreamsInbound, "new protocols get a per-peer limit too")
+}
+
+// TestConnectionRateFollowsConfig: new connections from one address are
+// limited by rate_limits.connections_per_ip (in the gater) and
+// limits.connections_per_ip, not by go-libp2p's own connection rate
+// limiter, which would refuse the 17th within 5 s (a node restarting a
+// few times, or nodes sharing an address, lost connections to it).
+func TestConnectionRateFollowsConfig(t *testing.T) {
+	cfg := rendezvous.DefaultConfig()
+	cfg.DataDir = "/d"
+	require.NoError(t, cfg.Validate())
+	// One connection after the other, each closed at once: only the
+	// rate counts, not how many are open.
+	open := func(rm network.ResourceManager) (n int) {
+		for i := range cfg.Limits.ConnectionsPerIP {
+			s, err := rm.OpenConnection(network.DirInbound, true, ma.StringCast(fmt.Sprintf("/ip4/203.0.113.7/tcp/%d", 1000+i)))
+			if err != nil {
+				return n
+			}
+			s.Done()
+			n++
+		}
+		return n
+	}
+	ours, err := rendezvous.NewResourceManager(cfg, false)
+	require.NoError(t, err)
+	defer ours.Close()
+	require.Equal(t, cfg.Limits.ConnectionsPerIP, open(ours), "connections_per_ip in a row from one address")
+
+	stock, err := rendezvous.NewResourceManager(cfg, true)
+	require.NoError(t, err)
+	defer stock.Close()
+	require.Equal(t, 16, open(stock), "go-libp2p's default connection rate: if this changes, check connRateLimiter's comment")
 }

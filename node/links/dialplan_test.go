@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -94,6 +95,75 @@ func TestConnectEachTransport(t *testing.T) {
 			require.ElementsMatch(t, tc.wantMissing, missing)
 			require.Equal(t, tc.wantResets, resets)
 			require.Equal(t, len(tc.results), attempt, "attempts")
+		})
+	}
+}
+
+// TestTransportRedialer: a rendezvous session that lacks a transport
+// dials the server again after a delay that grows, until the transport is
+// back, at most TransportRedialAttempts times in a row; a transport lost
+// mid-session is redialled too.
+func TestTransportRedialer(t *testing.T) {
+	want := []string{"quic", "tcp"}
+	const first = 10 * time.Second
+	both, tcp, quic := []string{"quic", "tcp"}, []string{"tcp"}, []string{"quic"}
+	errLost := errors.New("connection to rendezvous lost")
+	for _, tc := range []struct {
+		name  string
+		start []string // what the session has when it starts
+		// at step lostAt (if > 0) the host is down to lost
+		lostAt int
+		lost   []string
+		// the missing transport is back after that many redials (-1:
+		// never)
+		backAfter int
+		dialErr   error
+		wantDials int
+		wantErr   error
+	}{
+		{"both at once: nothing to do", both, 0, nil, -1, nil, 0, nil},
+		{"quic failed at start, comes at the first redial", tcp, 0, nil, 1, nil, 1, nil},
+		{"tcp failed at start, comes at the third redial", quic, 0, nil, 3, nil, 3, nil},
+		{"tcp lost mid-session comes back", both, 3, quic, 1, nil, 1, nil},
+		{"quic never comes: bounded", tcp, 0, nil, -1, nil, links.TransportRedialAttempts, nil},
+		{"the redial loses the server", tcp, 0, nil, -1, errLost, 1, errLost},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := links.NewTransportRedialer(want, first)
+			now := time.Unix(1_700_000_000, 0)
+			have, dials := tc.start, 0
+			redial := func() error {
+				dials++
+				if tc.backAfter >= 0 && dials >= tc.backAfter {
+					have = both
+				}
+				return tc.dialErr
+			}
+			var (
+				next    time.Time
+				lastGap time.Duration
+				err     error
+			)
+			for step := 1; step <= 50 && err == nil; step++ {
+				if step == tc.lostAt {
+					have, dials = tc.lost, 0
+				}
+				next, _, err = r.Step(now, func() []string { return have }, redial)
+				if next.IsZero() {
+					now = now.Add(time.Hour) // nothing planned: time passes
+					continue
+				}
+				gap := next.Sub(now)
+				require.GreaterOrEqual(t, gap, first/2, "never sooner than half the first delay")
+				require.GreaterOrEqual(t, gap, lastGap/2, "the delay grows (jitter aside)")
+				lastGap, now = gap, next
+			}
+			require.ErrorIs(t, err, tc.wantErr)
+			require.Equal(t, tc.wantDials, dials, "redials")
+			require.True(t, next.IsZero(), "no redial planned at the end")
+			if tc.backAfter >= 0 && tc.wantErr == nil {
+				require.Equal(t, both, have)
+			}
 		})
 	}
 }

@@ -161,6 +161,7 @@ func (s *Service) rdvSession(ctx context.Context, l *rdvLink) error {
 		misses     int
 		hb         = time.NewTicker(s.cfg.Heartbeat)
 		timer      = time.NewTimer(0)
+		redial     = newTransportRedialer(s.rdvTransports(l), s.cfg.TransportRedial)
 	)
 	defer hb.Stop()
 	defer timer.Stop()
@@ -170,6 +171,18 @@ func (s *Service) rdvSession(ctx context.Context, l *rdvLink) error {
 			return errRendezvousLost
 		}
 		now := time.Now()
+		redialAt, redialed, err := redial.step(now,
+			func() []string { return s.transportsTo(id) },
+			func() error { return s.redialRendezvous(ctx, l, redial.want) })
+		if err != nil {
+			return err
+		}
+		if redialed {
+			// The server dropped our reservation with the connections
+			// (circuit v2 relays do when a peer disconnects), and our
+			// observed addresses may have changed: take both again.
+			reserveAt, now = now, time.Now()
+		}
 		if !now.Before(reserveAt) {
 			reserveAt = s.reserve(ctx, l)
 			registerAt = now // our relay address changed
@@ -177,7 +190,11 @@ func (s *Service) rdvSession(ctx context.Context, l *rdvLink) error {
 		if !now.Before(registerAt) {
 			registerAt = s.register(ctx, l)
 		}
-		timer.Reset(time.Until(minTime(reserveAt, registerAt)))
+		next := minTime(reserveAt, registerAt)
+		if !redialAt.IsZero() {
+			next = minTime(next, redialAt)
+		}
+		timer.Reset(time.Until(next))
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
@@ -215,9 +232,25 @@ func (s *Service) rdvSession(ctx context.Context, l *rdvLink) error {
 // server and could not punch holes over the other one (a QUIC-only node
 // and a TCP-only one never meet). When every Connect succeeded and still
 // a transport is missing, it closes the connections and dials again, up to
-// rdvConnectAttempts times. A Connect that failed means that transport
-// does not get through (UDP filtered...): no point in trying again.
+// rdvConnectAttempts times. A Connect that failed (the transport is
+// filtered, or the server refused the connection for now) is not retried
+// here, so that the session starts at once with what it has: the session
+// dials the missing transport again later (see transportRedialer).
 func (s *Service) connectRendezvous(ctx context.Context, l *rdvLink) error {
+	ts := s.rdvTransports(l)
+	if len(ts) == 0 {
+		return fmt.Errorf("no address of the server uses our transports %v", s.cfg.Transports)
+	}
+	missing, err := s.connectEachTransport(ctx, l, ts)
+	if err == nil && len(missing) > 0 {
+		s.log.Warn("rendezvous reached without some transports: dialling them again in the background", "server", l.info.ID.String(), "missing", missing)
+	}
+	return err
+}
+
+// rdvTransports are the transports we share with the server, in the
+// order of its addresses.
+func (s *Service) rdvTransports(l *rdvLink) []string {
 	var ts []string
 	for _, a := range l.info.Addrs {
 		t := core.Transport(a)
@@ -225,21 +258,59 @@ func (s *Service) connectRendezvous(ctx context.Context, l *rdvLink) error {
 			ts = append(ts, t)
 		}
 	}
-	if len(ts) == 0 {
-		return fmt.Errorf("no address of the server uses our transports %v", s.cfg.Transports)
-	}
+	return ts
+}
+
+// connectEachTransport is connectEachTransport on the host, logging why a
+// Connect failed.
+func (s *Service) connectEachTransport(ctx context.Context, l *rdvLink, ts []string) ([]string, error) {
 	id := l.info.ID
-	missing, err := connectEachTransport(ctx, ts, rdvConnectAttempts,
-		func(ctx context.Context) []error { return s.dialEachTransport(ctx, l.info, ts) },
+	return connectEachTransport(ctx, ts, rdvConnectAttempts,
+		func(ctx context.Context) []error {
+			errs := s.dialEachTransport(ctx, l.info, ts)
+			for _, e := range errs {
+				if e != nil {
+					s.log.Info("rendezvous connect failed", "server", id.String(), "err", e)
+				}
+			}
+			return errs
+		},
 		func() []string { return s.transportsTo(id) },
 		func() {
 			s.log.Debug("rendezvous reached over fewer transports than asked, dialling again", "server", id.String(), "have", s.transportsTo(id))
 			_ = s.host.Network().ClosePeer(id)
 		})
-	if err == nil && len(missing) > 0 {
-		s.log.Warn("rendezvous reached without some transports: hole punching over them will fail", "server", id.String(), "missing", missing)
+}
+
+// redialRendezvous brings back a transport missing from a running
+// session: it closes the connections to the server and dials every
+// transport again at once, as connectRendezvous does.
+//
+// It has to close them: go-libp2p (v0.51) never opens a second direct
+// connection to a peer it already has one with. host.Connect returns at
+// once when connected, and with network.WithForceDirectDial (which skips
+// that check) swarm.dialPeer, and the dial worker for every request that
+// joins a dial in flight, still return bestAcceptableConnToPeer, which
+// force-direct only makes skip relayed connections. Only dial requests
+// that are all queued before the first connection comes up get one
+// connection each (what dialPlan arranges). TestForceDirectDialReuses-
+// DirectConn fails if an upgrade changes that; dialling only the missing
+// transport would then be enough.
+//
+// The cost is a short outage of this server: the relay drops our
+// reservation (the session takes it again at once) and any relayed
+// connection through it, which the contact links dial again (and then
+// punch over both transports).
+func (s *Service) redialRendezvous(ctx context.Context, l *rdvLink, ts []string) error {
+	id := l.info.ID
+	s.log.Info("rendezvous transport missing: reconnecting over every transport", "server", id.String(), "have", s.transportsTo(id), "want", ts)
+	_ = s.host.Network().ClosePeer(id)
+	missing, err := s.connectEachTransport(ctx, l, ts)
+	if err != nil {
+		return fmt.Errorf("reconnect for missing transports: %w", errors.Join(errRendezvousLost, err))
 	}
-	return err
+	s.log.Info("rendezvous reconnected", "server", id.String(), "transports", s.transportsTo(id), "missing", missing)
+	return nil
 }
 
 // rdvConnectAttempts bounds how often connectRendezvous starts over
@@ -274,11 +345,78 @@ func connectEachTransport(ctx context.Context, ts []string, attempts int, dial f
 	}
 }
 
+// Redials of a transport missing from a running rendezvous session.
+const (
+	// transportRedialMax caps the delay between two redials.
+	transportRedialMax = 5 * time.Minute
+	// transportRedialAttempts bounds the redials while a transport stays
+	// missing (UDP filtered: QUIC will never come): each one costs the
+	// server link a short outage (see redialRendezvous). The count starts
+	// again once every transport is back.
+	transportRedialAttempts = 5
+)
+
+// transportRedialer decides when a rendezvous session dials the server
+// again because a transport it wants is missing: the Connect failed when
+// the session started (the server refused it, a packet was lost), or the
+// connection closed since. It waits first (the first delay, then twice as
+// long each time, with jitter: never faster than go-libp2p's resource
+// manager admits new connections from one address, one per 5 s after a
+// burst) and gives up after transportRedialAttempts until the transports
+// are all back.
+type transportRedialer struct {
+	want  []string
+	bo    *core.Backoff
+	tries int
+	at    time.Time // next redial; zero when none is planned
+}
+
+func newTransportRedialer(want []string, first time.Duration) *transportRedialer {
+	return &transportRedialer{want: want, bo: core.NewBackoff(first, transportRedialMax)}
+}
+
+// step plans a redial when a transport of want is missing from have(),
+// runs redial when one is due, and returns when the next one is due
+// (zero: none planned) and whether it redialled. An error from redial
+// (the server was lost) is returned as is.
+func (r *transportRedialer) step(now time.Time, have func() []string, redial func() error) (next time.Time, redialed bool, err error) {
+	r.plan(now, have())
+	if r.at.IsZero() || now.Before(r.at) {
+		return r.at, false, nil
+	}
+	r.tries++
+	r.at = time.Time{}
+	if err := redial(); err != nil {
+		return time.Time{}, true, err
+	}
+	r.plan(now, have())
+	return r.at, true, nil
+}
+
+func (r *transportRedialer) plan(now time.Time, have []string) {
+	if !slices.ContainsFunc(r.want, func(t string) bool { return !slices.Contains(have, t) }) {
+		r.tries, r.at = 0, time.Time{}
+		r.bo.Reset()
+		return
+	}
+	if r.at.IsZero() && r.tries < transportRedialAttempts {
+		r.at = now.Add(r.bo.Next())
+	}
+}
+
 // dialEachTransport issues one Connect to the server per transport, at
 // once, after queueing the transports in the dial plan, and returns their
 // results.
+//
+// The Connects are force-direct for go-libp2p's swarm not to refuse an
+// address with "dial backoff" (it backs off an address for 5 s and more
+// after a failed dial): our own backoffs pace the rendezvous dials, and
+// a server that refused a connection a moment ago (rate limit) may well
+// take the next one. Force-direct also skips host.Connect's "already
+// connected" shortcut, which changes nothing here: the swarm still
+// returns the connection it has (see redialRendezvous).
 func (s *Service) dialEachTransport(ctx context.Context, info peer.AddrInfo, ts []string) []error {
-	cctx, cancel := context.WithTimeout(ctx, rdvConnectTimeout)
+	cctx, cancel := context.WithTimeout(network.WithForceDirectDial(ctx, "natter rendezvous"), rdvConnectTimeout)
 	defer cancel()
 	s.plan.expect(info.ID, ts)
 	defer s.plan.expect(info.ID, nil)

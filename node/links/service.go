@@ -56,6 +56,10 @@ type Config struct {
 	// ReadyTimeout bounds the wait for hole punching to be armed before
 	// contacts are dialled anyway (default 10 s).
 	ReadyTimeout time.Duration
+	// TransportRedial is the first delay before a rendezvous session that
+	// lacks one of its transports dials the server again (default 10 s;
+	// it doubles, see transportRedialer).
+	TransportRedial time.Duration
 }
 
 // Option configures a Service beyond its Config.
@@ -124,6 +128,9 @@ func New(key crypto.PrivKey, cfg Config, contacts Contacts, pub core.Publisher, 
 	}
 	if cfg.ReadyTimeout <= 0 {
 		cfg.ReadyTimeout = 10 * time.Second
+	}
+	if cfg.TransportRedial <= 0 {
+		cfg.TransportRedial = 10 * time.Second
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Service{

@@ -77,8 +77,9 @@ func BenchmarkTimeToDirect(b *testing.B) {
 		}
 		cancel()
 		if directAt.IsZero() {
-			b.Fatalf("no direct link within %s", directWithin)
+			b.Fatalf("run %d: no direct link within %s", len(toDirect)+1, directWithin)
 		}
+		b.Logf("run %d: start-to-direct %.0f ms, start-to-relayed %.0f ms", len(toDirect)+1, ms(directAt.Sub(start)), msSince(relayedAt, start))
 		toDirect = append(toDirect, ms(directAt.Sub(start)))
 		if !relayedAt.IsZero() {
 			toRelayed = append(toRelayed, ms(relayedAt.Sub(start)))
@@ -96,6 +97,14 @@ func BenchmarkTimeToDirect(b *testing.B) {
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// msSince is t-start in ms, or -1 when t is unset.
+func msSince(t, start time.Time) float64 {
+	if t.IsZero() {
+		return -1
+	}
+	return ms(t.Sub(start))
+}
 
 func median(xs []float64) float64 {
 	if len(xs) == 0 {
