@@ -18,7 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/natterim/natter/node/control"
-	"github.com/natterim/natter/node/links"
+	"github.com/natterim/natter/node/core"
 	rdvproto "github.com/natterim/natter/protocols/rendezvous"
 )
 
@@ -124,7 +124,7 @@ func TestForceDirectDialReusesDirectConn(t *testing.T) {
 	only := func(tr string) peer.AddrInfo {
 		ai := peer.AddrInfo{ID: server.ID()}
 		for _, a := range server.Addrs() {
-			if links.Transport(a) == tr {
+			if core.Transport(a) == tr {
 				ai.Addrs = append(ai.Addrs, a)
 			}
 		}
@@ -138,7 +138,7 @@ func TestForceDirectDialReusesDirectConn(t *testing.T) {
 	require.NoError(t, client.Connect(network.WithForceDirectDial(ctx, "second transport"), only("tcp")))
 	var ts []string
 	for _, c := range client.Network().ConnsToPeer(server.ID()) {
-		ts = append(ts, links.Transport(c.RemoteMultiaddr()))
+		ts = append(ts, core.Transport(c.RemoteMultiaddr()))
 	}
 	require.Equal(t, []string{"quic"}, ts, "go-libp2p now dials a second direct connection: redialTransports could dial only the missing transport")
 }
@@ -175,7 +175,7 @@ func TestRendezvousLinkRedialsLostTransport(t *testing.T) {
 	require.Eventually(t, ready, 10*time.Second, 20*time.Millisecond, "both transports, reserved, registered")
 
 	for _, c := range s.Host().Network().ConnsToPeer(server.ID()) {
-		if links.Transport(c.RemoteMultiaddr()) == "tcp" {
+		if core.Transport(c.RemoteMultiaddr()) == "tcp" {
 			require.NoError(t, c.Close())
 		}
 	}
@@ -185,7 +185,7 @@ func TestRendezvousLinkRedialsLostTransport(t *testing.T) {
 	require.NotContains(t, logs.String(), "rendezvous unavailable", "the session went on")
 	var observed []string
 	for _, a := range s.ObservedAddrs() {
-		observed = append(observed, links.Transport(ma.StringCast(a)))
+		observed = append(observed, core.Transport(ma.StringCast(a)))
 	}
 	require.Contains(t, observed, "tcp")
 	require.Contains(t, observed, "quic")
