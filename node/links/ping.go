@@ -48,6 +48,12 @@ func (s *Service) ping(ctx context.Context, p peer.ID, timeout time.Duration) (t
 	if dl, ok := pctx.Deadline(); ok {
 		_ = st.SetDeadline(dl)
 	}
+	// A stream read does not watch the context: reset the stream when it
+	// ends, so that a ping over a dead path (a cut WAN) ends with the
+	// links' lifetime instead of running to its deadline and holding up
+	// the daemon's stop.
+	stop := context.AfterFunc(pctx, func() { st.Reset() })
+	defer stop()
 	buf := make([]byte, ping.PingSize)
 	if _, err := rand.Read(buf); err != nil {
 		st.Reset()
