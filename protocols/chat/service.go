@@ -96,16 +96,12 @@ func WithMetrics(m *wire.Metrics) Option { return func(c *config) { c.metrics = 
 
 // Service receives chat streams.
 type Service struct {
-	h    host.Host
-	r    Receiver
-	cfg  config
-	ctx  context.Context // aborts stores in progress on Close
-	stop context.CancelFunc
-	wg   sync.WaitGroup // the handlers in flight
+	h   host.Host
+	r   Receiver
+	cfg config
+	t   *wire.Tracker // the handlers in flight; its context aborts stores on Close
 
-	mu      sync.Mutex // guards the following fields
-	closed  bool
-	streams map[network.Stream]struct{}
+	closeOnce sync.Once
 }
 
 // New registers the chat handler on h; batches go to r. Close undoes it.
@@ -119,57 +115,25 @@ func New(h host.Host, r Receiver, opts ...Option) *Service {
 	for _, o := range opts {
 		o(&cfg)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	s := &Service{h: h, r: r, cfg: cfg, ctx: ctx, stop: cancel, streams: map[network.Stream]struct{}{}}
-	h.SetStreamHandler(ID, s.handle)
+	s := &Service{h: h, r: r, cfg: cfg, t: wire.NewTracker()}
+	h.SetStreamHandler(ID, s.t.Handler(s.handle))
 	return s
 }
 
 // Close removes the handler, aborts stores in progress, resets the
 // streams being served and waits for their handlers. It is idempotent.
 func (s *Service) Close() error {
-	s.mu.Lock()
-	if !s.closed {
-		s.closed = true
+	s.closeOnce.Do(func() {
 		s.h.RemoveStreamHandler(ID)
-		s.stop()
-		for st := range s.streams {
-			_ = st.Reset()
-		}
-	}
-	s.mu.Unlock()
-	s.wg.Wait()
+		s.t.Close()
+	})
 	return nil
 }
 
-// track counts a handler in, unless the service is closed.
-func (s *Service) track(st network.Stream) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return false
-	}
-	s.streams[st] = struct{}{}
-	s.wg.Add(1)
-	return true
-}
-
-func (s *Service) untrack(st network.Stream) {
-	s.mu.Lock()
-	delete(s.streams, st)
-	s.mu.Unlock()
-	s.wg.Done()
-}
-
 func (s *Service) handle(st network.Stream) {
-	if !s.track(st) {
-		_ = st.Reset()
-		return
-	}
-	defer s.untrack(st)
 	from := st.Conn().RemotePeer()
 	err := wire.Serve(st, wire.ServeOptions{Service: ServiceName, Memory: MaxFrameSize}, func(st network.Stream) error {
-		if !s.r.Allow(s.ctx, from) {
+		if !s.r.Allow(s.t.Context(), from) {
 			return fmt.Errorf("chat from %s, not a contact: %w", from.ShortString(), wire.ErrRefused)
 		}
 		return s.serve(st, from)
@@ -220,7 +184,7 @@ func (s *Service) serve(st network.Stream, from peer.ID) error {
 			known = append(known, m)
 		}
 		if len(known) > 0 {
-			ctx, cancel := context.WithTimeout(s.ctx, s.cfg.store)
+			ctx, cancel := context.WithTimeout(s.t.Context(), s.cfg.store)
 			err := s.r.Receive(ctx, from, st.Conn(), known)
 			cancel()
 			if err != nil {

@@ -105,13 +105,11 @@ type Service struct {
 	h   host.Host
 	p   Provider
 	cfg config
+	t   *wire.Tracker // the handlers in flight; its context aborts them on Close
 
-	ctx    context.Context
-	cancel context.CancelFunc
-	wg     sync.WaitGroup // the handlers in flight
+	closeOnce sync.Once
 
-	mu     sync.Mutex // guards the following fields
-	closed bool
+	mu     sync.Mutex // guards active
 	active map[peer.ID]int
 }
 
@@ -129,9 +127,8 @@ func New(h host.Host, p Provider, opts ...Option) *Service {
 	if cfg.log == nil {
 		cfg.log = slog.New(slog.DiscardHandler)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	s := &Service{h: h, p: p, cfg: cfg, ctx: ctx, cancel: cancel, active: map[peer.ID]int{}}
-	h.SetStreamHandler(ID, s.handle)
+	s := &Service{h: h, p: p, cfg: cfg, t: wire.NewTracker(), active: map[peer.ID]int{}}
+	h.SetStreamHandler(ID, s.t.Handler(s.handle))
 	return s
 }
 
@@ -139,34 +136,19 @@ func New(h host.Host, p Provider, opts ...Option) *Service {
 // for every handler in flight, including those still reading a request. It
 // is safe to call more than once.
 func (s *Service) Close() error {
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		return nil
-	}
-	s.closed = true
-	s.mu.Unlock()
-	s.h.RemoveStreamHandler(ID)
-	s.cancel()
-	s.wg.Wait()
+	s.closeOnce.Do(func() {
+		s.h.RemoveStreamHandler(ID)
+		s.t.Close()
+	})
 	return nil
 }
 
-// enter registers a handler in flight; false once the service is closed.
-func (s *Service) enter() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return false
-	}
-	s.wg.Add(1)
-	return true
-}
-
+// acquire counts a transfer of p in, unless p has perPeer already or the
+// service is closed.
 func (s *Service) acquire(p peer.ID) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed || s.active[p] >= s.cfg.perPeer {
+	if s.t.Context().Err() != nil || s.active[p] >= s.cfg.perPeer {
 		return false
 	}
 	s.active[p]++
@@ -181,16 +163,9 @@ func (s *Service) release(p peer.ID) {
 	}
 }
 
+// handle serves one stream. On Close the tracker resets it, so that
+// blocked reads and writes return, and cancels the provider's context.
 func (s *Service) handle(st network.Stream) {
-	if !s.enter() {
-		_ = st.Reset()
-		return
-	}
-	defer s.wg.Done()
-	// Close aborts us: reset the stream so that blocked reads and writes
-	// return.
-	stop := context.AfterFunc(s.ctx, func() { _ = st.Reset() })
-	defer stop()
 	from := st.Conn().RemotePeer()
 	err := wire.Serve(st, wire.ServeOptions{Service: ServiceName, Memory: readAhead*pieceSize + MaxHashesSize}, func(st network.Stream) error {
 		return s.serve(st, from)
@@ -219,7 +194,7 @@ func (s *Service) serve(st network.Stream, from peer.ID) error {
 	defer s.release(from)
 
 	id := TransferID(req.GetTransfer())
-	src, err := s.p.Source(s.ctx, from, id, st.Conn(), req.GetKind())
+	src, err := s.p.Source(s.t.Context(), from, id, st.Conn(), req.GetKind())
 	if err != nil {
 		var re *RefusedError
 		if errors.As(err, &re) {

@@ -6,10 +6,7 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/host"
-	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
-	"github.com/libp2p/go-libp2p/core/protocol"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/natterim/natter/protocols/mailbox/pb"
 	"github.com/natterim/natter/protocols/wire"
@@ -36,8 +33,13 @@ func (e *RefusedError) Error() string {
 // options, so it needs no Close: each request ends with its context or
 // its timeout.
 type Client struct {
-	h       host.Host
-	timeout time.Duration
+	h host.Host
+	// The wire.Call options of the two protocols: a mailbox request may
+	// dial the server (its addresses are in the peerstore); a token push
+	// uses an existing connection only, relayed ones included. Both are
+	// bounded by the client's timeout within the context's own deadline,
+	// and their stream is reset as soon as the context ends.
+	mailbox, token wire.CallOptions
 }
 
 // NewClient returns a client on h. It reads WithTimeout (each exchange;
@@ -47,62 +49,30 @@ func NewClient(h host.Host, opts ...Option) *Client {
 	if cfg.timeout <= 0 {
 		cfg.timeout = DefaultClientTimeout
 	}
-	return &Client{h: h, timeout: cfg.timeout}
-}
-
-// exchangeKind is one of the client's two request/response protocols.
-type exchangeKind struct {
-	id       protocol.ID
-	service  string // resource-manager service of the stream
-	name     string // in "open <name> stream"
-	op       string // what a failed round trip is
-	maxFrame int
-	limited  bool // a token push: an existing connection, relayed ones included
-}
-
-var (
-	mailboxExchange = exchangeKind{id: ID, service: ServiceName, name: "mailbox", op: "mailbox request", maxFrame: MaxFrameSize}
-	tokenExchange   = exchangeKind{id: TokenID, service: TokenServiceName, name: "token", op: "token push", maxFrame: tokenFrameSize, limited: true}
-)
-
-// call is every round trip of the client: open a stream to p (attached to
-// the kind's resource-manager service), with the context's deadline or the
-// client's timeout, write req, read resp.
-func (c *Client) call(ctx context.Context, p peer.ID, k exchangeKind, req, resp proto.Message) error {
-	ctx, cancel := context.WithTimeout(ctx, c.timeout)
-	defer cancel()
-	if k.limited {
-		ctx = network.WithAllowLimitedConn(network.WithNoDial(ctx, k.op), k.op)
+	return &Client{
+		h: h,
+		mailbox: wire.CallOptions{
+			Service:     ServiceName,
+			RequestMax:  MaxFrameSize,
+			ResponseMax: MaxFrameSize,
+			Timeout:     cfg.timeout,
+		},
+		token: wire.CallOptions{
+			Service:      TokenServiceName,
+			AllowLimited: true,
+			NoDial:       true,
+			RequestMax:   tokenFrameSize,
+			ResponseMax:  tokenFrameSize,
+			Timeout:      cfg.timeout,
+		},
 	}
-	st, err := c.h.NewStream(ctx, p, k.id)
-	if err != nil {
-		return fmt.Errorf("open %s stream: %w", k.name, err)
-	}
-	if err := st.Scope().SetService(k.service); err != nil {
-		st.Reset()
-		return fmt.Errorf("open %s stream: %w", k.name, err)
-	}
-	if dl, ok := ctx.Deadline(); ok {
-		_ = st.SetDeadline(dl)
-	}
-	// Not every transport honours deadlines: the context's end resets
-	// the stream too.
-	stop := context.AfterFunc(ctx, func() { _ = st.Reset() })
-	defer stop()
-	if err := wire.RoundTrip(st, req, k.maxFrame, resp, k.maxFrame); err != nil {
-		if ctx.Err() != nil {
-			return fmt.Errorf("%s: %w (%w)", k.op, ctx.Err(), err)
-		}
-		return fmt.Errorf("%s: %w", k.op, err)
-	}
-	return nil
 }
 
 // exchange writes one mailbox request and reads its response.
 func (c *Client) exchange(ctx context.Context, server peer.ID, req *pb.Request) (*pb.Response, error) {
 	var resp pb.Response
-	if err := c.call(ctx, server, mailboxExchange, req, &resp); err != nil {
-		return nil, err
+	if err := wire.Call(ctx, c.h, server, ID, c.mailbox, req, &resp); err != nil {
+		return nil, fmt.Errorf("mailbox request: %w", err)
 	}
 	if err := checkResponse(&resp); err != nil {
 		return nil, err
@@ -117,7 +87,10 @@ func (c *Client) PushToken(ctx context.Context, to peer.ID, token []byte) error 
 	if len(token) == 0 || len(token) > MaxTokenSize {
 		return fmt.Errorf("token of %d bytes (1..%d)", len(token), MaxTokenSize)
 	}
-	return c.call(ctx, to, tokenExchange, &pb.TokenPush{Token: token}, &pb.TokenAck{})
+	if err := wire.Call(ctx, c.h, to, TokenID, c.token, &pb.TokenPush{Token: token}, &pb.TokenAck{}); err != nil {
+		return fmt.Errorf("token push: %w", err)
+	}
+	return nil
 }
 
 // checkResponse validates what every response must satisfy and turns a

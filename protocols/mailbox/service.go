@@ -5,8 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
-	"sync/atomic"
+	"sync"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/host"
@@ -101,10 +100,9 @@ type Service struct {
 	cfg  config
 	lim  *wire.PeerLimiter
 	ctrs *counters
+	t    *wire.Tracker // the handlers in flight and the expiry loop
 
-	ctx    context.Context
-	cancel context.CancelFunc
-	tr     tracker
+	closeOnce sync.Once
 }
 
 // New starts a mailbox server on h backed by st: it sets the stream handler
@@ -124,20 +122,19 @@ func New(h host.Host, st Store, opts ...Option) (*Service, error) {
 		cfg:  cfg,
 		lim:  wire.NewPeerLimiter(1/cfg.limits.DepositInterval.Seconds(), cfg.limits.DepositBurst),
 		ctrs: ctrs,
+		t:    wire.NewTracker(),
 	}
-	s.ctx, s.cancel = context.WithCancel(context.Background())
-	s.tr.wg.Add(1)
-	go s.gcLoop()
-	h.SetStreamHandler(ID, s.handle)
+	s.t.Go(s.gcLoop)
+	h.SetStreamHandler(ID, s.t.Handler(s.handle))
 	return s, nil
 }
 
 // Close removes the handler, resets the streams being served, stops the
 // expiry loop and waits for all of them. It is idempotent.
 func (s *Service) Close() error {
-	s.tr.close(func() {
+	s.closeOnce.Do(func() {
 		s.h.RemoveStreamHandler(ID)
-		s.cancel()
+		s.t.Close()
 	})
 	s.ctrs.unregister(s.cfg.reg)
 	return nil
@@ -170,17 +167,16 @@ func (s *Service) GC(ctx context.Context) (ExpireStats, error) {
 	return st, nil
 }
 
-func (s *Service) gcLoop() {
-	defer s.tr.wg.Done()
+func (s *Service) gcLoop(life context.Context) {
 	t := time.NewTicker(s.cfg.limits.GCInterval)
 	defer t.Stop()
 	for {
 		select {
-		case <-s.ctx.Done():
+		case <-life.Done():
 			return
 		case <-t.C:
-			ctx, cancel := context.WithTimeout(s.ctx, time.Minute)
-			if _, err := s.GC(ctx); err != nil && s.ctx.Err() == nil {
+			ctx, cancel := context.WithTimeout(life, time.Minute)
+			if _, err := s.GC(ctx); err != nil && life.Err() == nil {
 				s.cfg.log.Warn("mailbox expiry failed", "err", err)
 			}
 			cancel()
@@ -189,33 +185,19 @@ func (s *Service) gcLoop() {
 }
 
 func (s *Service) handle(st network.Stream) {
-	if !s.tr.add(st) {
-		_ = st.Reset()
-		return
-	}
-	defer s.tr.done(st)
 	from := st.Conn().RemotePeer()
 	op := "unknown"
 	timeout := s.cfg.limits.RequestTimeout
 	err := wire.Serve(st, wire.ServeOptions{Service: ServiceName, Memory: 2 * MaxFrameSize, Timeout: timeout}, func(st network.Stream) (err error) {
 		// Besides the deadline (which not every transport honours), a
 		// watchdog resets a stream whose exchange takes too long.
-		var timedOut atomic.Bool
-		watchdog := time.AfterFunc(timeout, func() {
-			timedOut.Store(true)
-			_ = st.Reset()
-		})
-		defer func() {
-			watchdog.Stop()
-			if err != nil && timedOut.Load() {
-				err = fmt.Errorf("request took over %v: %w (%w)", timeout, os.ErrDeadlineExceeded, err)
-			}
-		}()
+		watchdog := wire.NewWatchdog(st, timeout)
+		defer func() { err = watchdog.Stop(err) }()
 		var req pb.Request
 		if err := wire.ReadMsg(st, &req, MaxFrameSize); err != nil {
 			return err
 		}
-		ctx, cancel := context.WithTimeout(s.ctx, s.cfg.limits.RequestTimeout)
+		ctx, cancel := context.WithTimeout(s.t.Context(), s.cfg.limits.RequestTimeout)
 		defer cancel()
 		var resp *pb.Response
 		switch b := req.GetBody().(type) {

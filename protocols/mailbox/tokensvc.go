@@ -3,6 +3,7 @@ package mailbox
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/host"
@@ -34,43 +35,37 @@ type TokenService struct {
 	h   host.Host
 	r   TokenReceiver
 	cfg config
-	ctx context.Context
-	end context.CancelFunc
-	tr  tracker
+	t   *wire.Tracker // the handlers in flight
+
+	closeOnce sync.Once
 }
 
 // NewTokenService registers the handler on h; r keeps what it receives.
 // It reads WithLogger, WithMetrics, WithClock (token expiry) and
 // WithTimeout. Close removes the handler.
 func NewTokenService(h host.Host, r TokenReceiver, opts ...Option) *TokenService {
-	s := &TokenService{h: h, r: r, cfg: newConfig(opts)}
+	s := &TokenService{h: h, r: r, cfg: newConfig(opts), t: wire.NewTracker()}
 	if s.cfg.timeout <= 0 {
 		s.cfg.timeout = DefaultTokenTimeout
 	}
-	s.ctx, s.end = context.WithCancel(context.Background())
-	h.SetStreamHandler(TokenID, s.handle)
+	h.SetStreamHandler(TokenID, s.t.Handler(s.handle))
 	return s
 }
 
 // Close removes the handler, resets the streams being served and waits
 // for their handlers to return. It is idempotent.
 func (s *TokenService) Close() error {
-	s.tr.close(func() {
+	s.closeOnce.Do(func() {
 		s.h.RemoveStreamHandler(TokenID)
-		s.end()
+		s.t.Close()
 	})
 	return nil
 }
 
 func (s *TokenService) handle(st network.Stream) {
-	if !s.tr.add(st) {
-		_ = st.Reset()
-		return
-	}
-	defer s.tr.done(st)
 	from := st.Conn().RemotePeer()
 	err := wire.Serve(st, wire.ServeOptions{Service: TokenServiceName, Memory: 2 * tokenFrameSize, Timeout: s.cfg.timeout}, func(st network.Stream) error {
-		ctx, cancel := context.WithTimeout(s.ctx, s.cfg.timeout)
+		ctx, cancel := context.WithTimeout(s.t.Context(), s.cfg.timeout)
 		defer cancel()
 		if !s.r.Allow(ctx, from) {
 			return fmt.Errorf("token from %s, not a contact: %w", from.ShortString(), wire.ErrRefused)

@@ -36,12 +36,13 @@
 //	                                           })
 //
 // Call is the one client for request/response streams: a protocol
-// package wraps it with its options (chat, file, mailbox and node's ping
-// included: replace NewStream + SetDeadline + RoundTrip with one Call;
-// give Service the package's ServiceName, AllowLimited and NoDial as the
-// protocol runs over the relay and on existing connections only, the
-// frame limits, and the timeout as an option of the package, never a
-// package variable). A request without an answer passes resp nil.
+// package wraps it with its options (give Service the package's
+// ServiceName, AllowLimited and NoDial as the protocol runs over the relay
+// and on existing connections only, the frame limits, and the timeout as
+// an option of the package, never a package variable). A request without
+// an answer passes resp nil. Long-lived streams (chat's batches and acks,
+// file's streamed data) are not one request and one response: their
+// packages open them themselves, and use the Tracker on the server side.
 //
 // Tracker is what a Service's Close waits on: wrap the handler given to
 // SetStreamHandler with Tracker.Handler, start loops with Tracker.Go,
