@@ -608,3 +608,41 @@ func TestFlushDisabled(t *testing.T) {
 	require.Zero(t, done)
 	require.Empty(t, e.remote.depositCalls())
 }
+
+// TestDrainReceiptsFileOffers: a file offer taken from the mailbox is
+// history on the sender's side, so it gets a DELIVERED receipt like a
+// text (the offer would stay "stored" there otherwise); a file update is
+// not history and gets none.
+func TestDrainReceiptsFileOffers(t *testing.T) {
+	e := newEnv(t)
+	srv := serverAt(t, "4001")
+	carol := newIdentity(t)
+	e.accept(t, carol.id, "carol")
+	offerID, updateID := chat.NewID(), chat.NewID()
+	offer := &pb.Message{Id: offerID[:], Seq: 1, Kind: pb.Kind_FILE_OFFER, SentAtMs: time.Now().UnixMilli(),
+		FileOffer: &pb.FileOffer{Name: "photo.jpg", Size: 3}}
+	update := &pb.Message{Id: updateID[:], Seq: 2, Kind: pb.Kind_FILE_UPDATE, SentAtMs: time.Now().UnixMilli(),
+		FileUpdate: &pb.FileUpdate{Transfer: offerID[:]}}
+	hello := text(3, "and a text")
+	e.remote.boxes[srv.ID] = []mailbox.StoredBox{
+		sealedBox(t, carol, e.self.id, depID(1), 1, offer),
+		sealedBox(t, carol, e.self.id, depID(2), 2, update),
+		sealedBox(t, carol, e.self.id, depID(3), 3, hello),
+	}
+	cfg := baseConfig()
+	cfg.Rendezvous = []peer.AddrInfo{srv}
+	e.start(t, cfg)
+	e.links.setConnected(srv.ID, true)
+
+	require.Eventually(t, func() bool {
+		e.remote.mu.Lock()
+		defer e.remote.mu.Unlock()
+		return len(e.remote.deleted[srv.ID]) > 0
+	}, waitFor, time.Millisecond)
+	e.chat.mu.Lock()
+	defer e.chat.mu.Unlock()
+	require.Len(t, e.chat.enqueued, 1)
+	r := e.chat.enqueued[0]
+	require.Equal(t, store.KindDelivered, r.Kind)
+	require.Equal(t, []chat.MsgID{offerID, chat.MsgID(hello.GetId())}, r.Refs)
+}
