@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -102,9 +103,39 @@ type Service struct {
 	lim  *wire.PeerLimiter
 	ctrs *counters
 
-	ctx    context.Context
-	cancel context.CancelFunc
-	tr     tracker
+	ctx      context.Context
+	cancel   context.CancelFunc
+	tr       tracker
+	saveOnce sync.Once
+}
+
+// restoreLimits loads the per-sender deposit rate limits saved before a
+// restart, so that restarting the server does not refill every sender's
+// bucket.
+func (s *Service) restoreLimits() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	ls, err := s.st.SenderLimits(ctx)
+	if err != nil {
+		s.cfg.log.Warn("mailbox: cannot load the deposit rate limits; senders start with full buckets", "err", err)
+		return
+	}
+	for _, l := range ls {
+		s.lim.Restore(l.Sender, wire.Bucket{Tokens: l.Tokens, At: l.At})
+	}
+}
+
+// saveLimits keeps the per-sender deposit rate limits in the store: every
+// GCInterval and on Close, so a restart loses at most one interval.
+func (s *Service) saveLimits(ctx context.Context) {
+	snap := s.lim.Snapshot()
+	ls := make([]SenderLimit, 0, len(snap))
+	for p, b := range snap {
+		ls = append(ls, SenderLimit{Sender: p, Tokens: b.Tokens, At: b.At})
+	}
+	if err := s.st.SaveSenderLimits(ctx, ls); err != nil {
+		s.cfg.log.Warn("mailbox: cannot save the deposit rate limits", "err", err)
+	}
 }
 
 // New starts a mailbox server on h backed by st: it sets the stream handler
@@ -126,6 +157,7 @@ func New(h host.Host, st Store, opts ...Option) (*Service, error) {
 		ctrs: ctrs,
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.restoreLimits()
 	s.tr.wg.Add(1)
 	go s.gcLoop()
 	h.SetStreamHandler(ID, s.handle)
@@ -138,6 +170,11 @@ func (s *Service) Close() error {
 	s.tr.close(func() {
 		s.h.RemoveStreamHandler(ID)
 		s.cancel()
+	})
+	s.saveOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		s.saveLimits(ctx)
 	})
 	s.ctrs.unregister(s.cfg.reg)
 	return nil
@@ -183,6 +220,7 @@ func (s *Service) gcLoop() {
 			if _, err := s.GC(ctx); err != nil && s.ctx.Err() == nil {
 				s.cfg.log.Warn("mailbox expiry failed", "err", err)
 			}
+			s.saveLimits(ctx)
 			cancel()
 		}
 	}
