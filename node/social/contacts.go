@@ -501,7 +501,7 @@ func (s *Service) RemoveContact(ctx context.Context, ref string) (store.Contact,
 	if c.State == store.StatePendingOut {
 		// Before the link stops: over it, the contact learns at once.
 		if path, _ := s.links.Path(c.PeerID); path != core.PathNone {
-			delivered = s.sendWithdraw(ctx, c.PeerID)
+			delivered = s.sendWithdraw(ctx, c.PeerID, false) // the link stops below
 		}
 		if !delivered {
 			s.log.Info("friend request withdrawn; the contact is told once it is reachable", "peer", c.PeerID.ShortString(), "name", c.Name)

@@ -147,13 +147,15 @@ func New(ctx context.Context, cfg Config, st Store, net Network, links Links, to
 	if err != nil {
 		return nil, fmt.Errorf("load withdrawals: %w", err)
 	}
+	loaded := make([]peer.ID, 0, len(ws))
 	for p, at := range ws {
 		s.wds.add(p, at)
+		loaded = append(loaded, p)
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.goRun(s.idleLoop)
 	s.goRun(s.namesLoop)
-	s.goRun(s.withdrawLoop)
+	s.goRun(func(ctx context.Context) { s.withdrawLoop(ctx, loaded) })
 	return s, nil
 }
 

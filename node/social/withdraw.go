@@ -126,12 +126,13 @@ func (w *withdrawals) ids() []peer.ID {
 // and tests).
 func (s *Service) PendingWithdrawals() []peer.ID { return s.wds.ids() }
 
-// withdrawLoop keeps a bare link with every receiver still owed a
-// withdrawal, and gives up on those older than WithdrawGiveUp, for the
-// Service's lifetime.
-func (s *Service) withdrawLoop(ctx context.Context) {
+// withdrawLoop keeps a bare link with every receiver owed a withdrawal
+// from before the start (loaded; those queued since have theirs), and
+// gives up on withdrawals older than WithdrawGiveUp, for the Service's
+// lifetime.
+func (s *Service) withdrawLoop(ctx context.Context, loaded []peer.ID) {
 	s.expireWithdrawals(ctx)
-	for _, p := range s.wds.ids() {
+	for _, p := range loaded {
 		s.keepWithdrawLink(p)
 	}
 	t := time.NewTicker(s.cfg.WithdrawCheck)
@@ -151,7 +152,7 @@ func (s *Service) withdrawLoop(ctx context.Context) {
 func (s *Service) expireWithdrawals(ctx context.Context) {
 	for _, p := range s.wds.olderThan(s.now().Add(-s.cfg.WithdrawGiveUp)) {
 		s.log.Info("friend request withdrawal given up; the contact was not reachable", "peer", p.ShortString(), "after", s.cfg.WithdrawGiveUp)
-		s.finishWithdrawal(ctx, p)
+		s.finishWithdrawal(ctx, p, true)
 	}
 }
 
@@ -173,18 +174,18 @@ func (s *Service) handleWithdrawLink(ev core.LinkEvent) {
 	p := ev.Peer
 	switch ev.Change {
 	case core.LinkUp:
-		s.goRun(func(ctx context.Context) { s.sendWithdraw(ctx, p) })
+		s.goRun(func(ctx context.Context) { s.sendWithdraw(ctx, p, true) })
 	case core.LinkPinged:
 		if s.wds.due(p, s.now(), s.cfg.RequestRetry) {
-			s.goRun(func(ctx context.Context) { s.sendWithdraw(ctx, p) })
+			s.goRun(func(ctx context.Context) { s.sendWithdraw(ctx, p, true) })
 		}
 	}
 }
 
 // sendWithdraw sends p the withdrawal of our request, bounded by
-// WithdrawTimeout, and ends the withdrawal if p answered; it reports
-// whether it did.
-func (s *Service) sendWithdraw(ctx context.Context, p peer.ID) bool {
+// WithdrawTimeout, and ends the withdrawal if p answered (stopping the
+// bare link if stopLink); it reports whether it did.
+func (s *Service) sendWithdraw(ctx context.Context, p peer.ID, stopLink bool) bool {
 	if !s.wds.begin(p, s.now()) {
 		return false
 	}
@@ -200,18 +201,18 @@ func (s *Service) sendWithdraw(ctx context.Context, p peer.ID) bool {
 		return false
 	}
 	s.log.Info("friend request withdrawal delivered", "peer", p.ShortString(), "answer", resp.Status.String())
-	s.finishWithdrawal(ctx, p)
+	s.finishWithdrawal(ctx, p, stopLink)
 	return true
 }
 
-// finishWithdrawal forgets p's withdrawal (delivered, or given up) and
-// stops the bare link kept for it.
-func (s *Service) finishWithdrawal(ctx context.Context, p peer.ID) {
+// finishWithdrawal forgets p's withdrawal (delivered, or given up) and,
+// if stopLink, stops the bare link kept for it.
+func (s *Service) finishWithdrawal(ctx context.Context, p peer.ID, stopLink bool) {
 	s.reqs.mu.Lock()
 	existed := s.dropWithdrawal(ctx, p)
 	s.reqs.mu.Unlock()
-	if !existed {
-		return // AddContact or BlockContact took it over
+	if !existed || !stopLink {
+		return // AddContact or BlockContact took it over; or the caller stops the link
 	}
 	s.goRun(func(ctx context.Context) {
 		s.links.StopContact(p)
