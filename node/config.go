@@ -129,6 +129,10 @@ type MailboxConfig struct {
 	// TokenTTL is the lifetime of the deposit tokens we give our contacts
 	// (renewed whenever we connect to them).
 	TokenTTL time.Duration `mapstructure:"token_ttl"`
+	// FlushOnStop bounds, on a clean stop, sealing what is still queued
+	// for contacts we have no link with into their mailboxes at once
+	// (without waiting After), before the links go down; 0 does not.
+	FlushOnStop time.Duration `mapstructure:"flush_on_stop"`
 }
 
 // FilesConfig configures file transfer.
@@ -196,6 +200,7 @@ func DefaultConfig() Config {
 			Poll:           time.Minute,
 			StatusInterval: 5 * time.Minute,
 			TokenTTL:       30 * 24 * time.Hour,
+			FlushOnStop:    5 * time.Second,
 		},
 		Files: FilesConfig{
 			AutoAcceptMax: 16 << 20,
@@ -363,6 +368,9 @@ func (m MailboxConfig) validate() []error {
 	}
 	if m.TokenTTL < time.Hour || m.TokenTTL > 365*24*time.Hour {
 		errs = append(errs, fmt.Errorf("mailbox.token_ttl: %s is outside 1h..8760h", m.TokenTTL))
+	}
+	if m.FlushOnStop < 0 || m.FlushOnStop > time.Minute {
+		errs = append(errs, fmt.Errorf("mailbox.flush_on_stop: %s is outside 0..1m", m.FlushOnStop))
 	}
 	return errs
 }

@@ -419,6 +419,8 @@ func TestMailboxConfigValidate(t *testing.T) {
 		{"mailbox.poll", func(m *MailboxConfig) { m.Poll = time.Millisecond }},
 		{"mailbox.status_interval", func(m *MailboxConfig) { m.StatusInterval = 0 }},
 		{"mailbox.token_ttl", func(m *MailboxConfig) { m.TokenTTL = time.Minute }},
+		{"mailbox.flush_on_stop", func(m *MailboxConfig) { m.FlushOnStop = -time.Second }},
+		{"mailbox.flush_on_stop", func(m *MailboxConfig) { m.FlushOnStop = 2 * time.Minute }},
 	} {
 		t.Run(tc.key, func(t *testing.T) {
 			c := DefaultConfig()
@@ -474,4 +476,42 @@ func TestMailboxFindsTheRecipientsServer(t *testing.T) {
 		h, err := apiClient(b).History(ctx, "alice", "", 10)
 		return err == nil && len(h) == 1 && h[0].Text == "which one?"
 	}, 30*time.Second, 50*time.Millisecond)
+}
+
+// TestMailboxFlushOnStop: alice writes to bob, who is offline, and stops
+// her daemon at once, well within mailbox.after: the clean stop seals the
+// message into bob's mailbox, so bob gets it when he comes back while
+// alice stays offline.
+func TestMailboxFlushOnStop(t *testing.T) {
+	ctx := context.Background()
+	srv, _ := startRendezvous(t)
+	addrs := p2pAddrs(srv.Host())
+	cfgA, cfgB := mailConfig(t, addrs), mailConfig(t, addrs)
+	cfgA.Mailbox.After = time.Hour // only the stop can deposit
+	skA, err := identity.Generate()
+	require.NoError(t, err)
+	skB, err := identity.Generate()
+	require.NoError(t, err)
+	a := startTestNode(t, cfgA, skA, "alice")
+	b := startTestNode(t, cfgB, skB, "bob")
+	befriend(t, a, "alice", b, "bob")
+	waitToken(t, a, b)
+	waitOpened(t, b)
+
+	require.NoError(t, b.Close())
+	require.Eventually(t, func() bool { p, _ := a.pathTo(b.ID()); return p == control.PathNone }, 10*time.Second, 20*time.Millisecond)
+	m, err := apiClient(a).Send(ctx, "bob", control.SendRequest{Text: "sent on my way out"})
+	require.NoError(t, err)
+	start := time.Now()
+	require.NoError(t, a.Close())
+	require.Less(t, time.Since(start), cfgA.Mailbox.FlushOnStop+5*time.Second)
+	rep, err := srv.Mailboxes(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 1, rep.Totals.Boxes, "the stop sealed the message into bob's mailbox")
+
+	b = restart(t, cfgB, skB, a.ID(), cfgA)
+	require.Eventually(t, func() bool {
+		h, err := apiClient(b).History(ctx, "alice", "", 100)
+		return err == nil && len(h) == 1 && h[0].ID == m.ID && h[0].Text == m.Text
+	}, 30*time.Second, 50*time.Millisecond, "bob gets the message from his mailbox, alice offline")
 }

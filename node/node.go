@@ -187,6 +187,10 @@ func (n *Node) Close() error {
 		if n.social != nil {
 			errs = append(errs, n.social.Close())
 		}
+		// Seal what waits for contacts we have no link with into their
+		// mailboxes now rather than after mailbox.after, bounded, while
+		// the rendezvous connections are still up.
+		n.flushMailboxes()
 		n.cancel()
 		if n.offline != nil {
 			errs = append(errs, n.offline.Close())
@@ -226,4 +230,24 @@ func (n *Node) Close() error {
 		n.closeErr = errors.Join(errs...)
 	})
 	return n.closeErr
+}
+
+// flushMailboxes deposits, on a clean stop, what is queued for contacts we
+// have no link with (offline.Flush), within mailbox.flush_on_stop; what
+// does not make it waits in the outbox for the next start.
+func (n *Node) flushMailboxes() {
+	if n.offline == nil || n.cfg.Mailbox.FlushOnStop <= 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.Mailbox.FlushOnStop)
+	defer cancel()
+	start := time.Now()
+	done, err := n.offline.Flush(ctx)
+	if err != nil {
+		n.log.Info("mailbox flush on stop incomplete; the rest waits in the outbox", "contacts", done, "took", time.Since(start).Round(time.Millisecond), "err", err)
+		return
+	}
+	if done > 0 {
+		n.log.Info("mailbox flushed on stop", "contacts", done, "took", time.Since(start).Round(time.Millisecond))
+	}
 }

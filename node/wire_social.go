@@ -48,6 +48,14 @@ func (d socialDeps) Path(p peer.ID) (core.Path, network.Conn) { return d.n.p2p.P
 func (d socialDeps) StartContact(p peer.ID) { d.n.startContact(p) }
 func (d socialDeps) StopContact(p peer.ID)  { d.n.stopContact(p) }
 
+// KeepLink keeps a link with p alone, without a chat deliverer: p is no
+// contact, we owe it the withdrawal of our request.
+func (d socialDeps) KeepLink(p peer.ID) {
+	if d.n.ctx.Err() == nil {
+		d.n.p2p.StartContact(p)
+	}
+}
+
 func (d socialDeps) SetBlocked(p peer.ID, blocked bool) { d.n.p2p.SetBlocked(p, blocked) }
 
 func (d socialDeps) SetError(p peer.ID, err error) { d.n.p2p.SetError(p, err) }

@@ -65,26 +65,98 @@ func (s *Service) depositDue(ctx context.Context) {
 			continue
 		}
 		s.mu.Lock()
-		c := s.contact(p)
-		wait := now.Before(c.next)
+		wait := now.Before(s.contact(p).next)
 		s.mu.Unlock()
 		if wait {
 			continue
 		}
-		err := s.depositFor(ctx, p)
-		s.mu.Lock()
-		if err != nil {
-			c.next = time.Now().Add(c.bo.Next())
-			c.lastErr = err.Error()
-		} else {
-			c.bo.Reset()
-			c.next, c.lastErr = time.Time{}, ""
+		if !s.lockDeposits(ctx) {
+			return
 		}
-		s.mu.Unlock()
-		if err != nil && ctx.Err() == nil {
-			s.log.Debug("mailbox deposit not done", "peer", p.ShortString(), "err", err)
-		}
+		err := s.depositFor(ctx, p, time.Now().Add(-s.cfg.After))
+		s.unlockDeposits()
+		s.depositDone(ctx, p, err)
 	}
+}
+
+// depositDone records the outcome of a deposit pass for p: a failure
+// backs the next attempt off.
+func (s *Service) depositDone(ctx context.Context, p peer.ID, err error) {
+	s.mu.Lock()
+	c := s.contact(p)
+	if err != nil {
+		c.next = time.Now().Add(c.bo.Next())
+		c.lastErr = err.Error()
+	} else {
+		c.bo.Reset()
+		c.next, c.lastErr = time.Time{}, ""
+	}
+	s.mu.Unlock()
+	if err != nil && ctx.Err() == nil {
+		s.log.Debug("mailbox deposit not done", "peer", p.ShortString(), "err", err)
+	}
+}
+
+// lockDeposits takes the right to deposit (the deposit loop and Flush
+// take turns, so that no entry is sealed twice at once); false if ctx
+// ended first.
+func (s *Service) lockDeposits(ctx context.Context) bool {
+	select {
+	case s.depositing <- struct{}{}:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+func (s *Service) unlockDeposits() { <-s.depositing }
+
+// Flush deposits now, without waiting mailbox.after, everything queued
+// for the accepted contacts we have no link with: the node calls it on a
+// clean stop, before the links go down, so that a message sent just
+// before stopping waits in the contact's mailbox rather than in our
+// outbox until we are back. It is bounded by ctx (a contact whose server
+// is slow or unreachable is left for the next start), ignores the retry
+// backoff (it is the last chance), and leaves linked contacts alone (the
+// chat stream delivers to them). It returns the number of contacts whose
+// entries are all in a mailbox now, and the first error met.
+func (s *Service) Flush(ctx context.Context) (int, error) {
+	if !s.cfg.Enabled {
+		return 0, nil
+	}
+	if !s.lockDeposits(ctx) {
+		return 0, ctx.Err()
+	}
+	defer s.unlockDeposits()
+	due, err := s.st.MailboxDue(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("read outbox: %w", err)
+	}
+	var (
+		done     int
+		firstErr error
+	)
+	for p := range due {
+		if ctx.Err() != nil {
+			return done, ctx.Err()
+		}
+		if path, _ := s.links.Path(p); path != core.PathNone {
+			continue
+		}
+		if !s.policy.Allow(ctx, p) {
+			continue
+		}
+		err := s.depositFor(ctx, p, time.Now())
+		s.depositDone(ctx, p, err)
+		if err != nil {
+			if firstErr == nil {
+				firstErr = fmt.Errorf("%s: %w", p.ShortString(), err)
+			}
+			continue
+		}
+		done++
+	}
+	return done, firstErr
 }
 
 // serverInfo is a rendezvous to try for a contact's mailbox.
@@ -153,8 +225,9 @@ func (s *Service) connectServer(ctx context.Context, ai peer.AddrInfo) error {
 	return nil
 }
 
-// depositFor deposits p's due outbox entries in p's mailbox.
-func (s *Service) depositFor(ctx context.Context, p peer.ID) error {
+// depositFor deposits p's outbox entries queued at or before cutoff in
+// p's mailbox. Callers hold the deposit lock.
+func (s *Service) depositFor(ctx context.Context, p peer.ID, cutoff time.Time) error {
 	tok, exp, err := s.st.Token(ctx, p)
 	if errors.Is(err, store.ErrNotFound) || err == nil && time.Until(exp) < time.Minute {
 		return errNoToken
@@ -178,7 +251,7 @@ func (s *Service) depositFor(ctx context.Context, p peer.ID) error {
 			lastErr = err
 			continue
 		}
-		err := s.depositAt(ctx, p, tok, srv)
+		err := s.depositAt(ctx, p, tok, srv, cutoff)
 		if err == nil {
 			s.mu.Lock()
 			s.contact(p).server = srv.ai.ID
@@ -197,9 +270,10 @@ func (s *Service) depositFor(ctx context.Context, p peer.ID) error {
 	return lastErr
 }
 
-// depositAt seals and deposits p's due entries at one server, in order,
-// until none is left or the server refuses something.
-func (s *Service) depositAt(ctx context.Context, p peer.ID, tok []byte, srv serverInfo) error {
+// depositAt seals and deposits p's entries queued at or before cutoff at
+// one server, in order, until none is left or the server refuses
+// something.
+func (s *Service) depositAt(ctx context.Context, p peer.ID, tok []byte, srv serverInfo, cutoff time.Time) error {
 	addrs := ""
 	if !srv.ours {
 		parts := make([]string, len(srv.ai.Addrs))
@@ -209,7 +283,7 @@ func (s *Service) depositAt(ctx context.Context, p peer.ID, tok []byte, srv serv
 		addrs = strings.Join(parts, " ")
 	}
 	for range maxRounds {
-		entries, err := s.st.Undeposited(ctx, p, time.Now().Add(-s.cfg.After), mailbox.MaxItems)
+		entries, err := s.st.Undeposited(ctx, p, cutoff, mailbox.MaxItems)
 		if err != nil {
 			return fmt.Errorf("read outbox: %w", err)
 		}

@@ -152,7 +152,7 @@ func (s *Service) take(ctx context.Context, server peer.ID, boxes []mailbox.Stor
 		slices.SortStableFunc(msgs, func(a, b *pb.Message) int { return cmp.Compare(a.GetSeq(), b.GetSeq()) })
 		var history []chat.MsgID
 		for _, msg := range msgs {
-			if k := msg.GetKind(); k == pb.Kind_TEXT || k == pb.Kind_NUDGE {
+			if isHistory(msg.GetKind()) {
 				history = append(history, chat.MsgID(msg.GetId()))
 			}
 		}
@@ -186,4 +186,11 @@ func (s *Service) take(ctx context.Context, server peer.ID, boxes []mailbox.Stor
 		s.mu.Unlock()
 	}
 	return done, rejected
+}
+
+// isHistory reports whether messages of kind k are in the sender's
+// history, so that it waits for a DELIVERED receipt for them: text,
+// nudges and file offers (store.IsHistory on the wire).
+func isHistory(k pb.Kind) bool {
+	return k == pb.Kind_TEXT || k == pb.Kind_NUDGE || k == pb.Kind_FILE_OFFER
 }

@@ -325,6 +325,7 @@ type fakeRemote struct {
 	statuses int
 	pushErr  error
 	pushes   chan []byte
+	hang     bool // Deposit blocks until its context ends
 }
 
 func newFakeRemote() *fakeRemote {
@@ -337,10 +338,17 @@ func newFakeRemote() *fakeRemote {
 	}
 }
 
-func (r *fakeRemote) Deposit(_ context.Context, server, recipient peer.ID, _ []byte, items []mailbox.Item) ([]mailbox.Code, error) {
+func (r *fakeRemote) Deposit(ctx context.Context, server, recipient peer.ID, _ []byte, items []mailbox.Item) ([]mailbox.Code, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.deposits = append(r.deposits, depositCall{server, recipient, items})
+	if r.hang {
+		// A server that never answers: only ctx ends the request.
+		r.mu.Unlock()
+		<-ctx.Done()
+		r.mu.Lock()
+		return nil, ctx.Err()
+	}
 	if c, ok := r.refuse[server]; ok {
 		return nil, &mailbox.RefusedError{Code: c, Reason: "refused by the test"}
 	}

@@ -90,6 +90,9 @@ type Service struct {
 	reg      prometheus.Registerer
 	received *prometheus.CounterVec
 	kickCh   chan struct{}
+	// depositing is held (one slot) by whoever deposits: the loop or
+	// Flush.
+	depositing chan struct{}
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -134,20 +137,21 @@ func New(cfg Config, key crypto.PrivKey, st Store, links Links, remote Remote, c
 		cfg.ConnectTimeout = defaultConnectTimeout
 	}
 	s := &Service{
-		cfg:      cfg,
-		key:      key,
-		self:     self,
-		st:       st,
-		links:    links,
-		remote:   remote,
-		chat:     chat,
-		policy:   policy,
-		log:      slog.New(slog.DiscardHandler),
-		kickCh:   make(chan struct{}, 1),
-		pushed:   map[peer.ID]time.Time{},
-		pushing:  map[peer.ID]*tokenPush{},
-		contacts: map[peer.ID]*contactState{},
-		servers:  map[peer.ID]*serverState{},
+		cfg:        cfg,
+		key:        key,
+		self:       self,
+		st:         st,
+		links:      links,
+		remote:     remote,
+		chat:       chat,
+		policy:     policy,
+		log:        slog.New(slog.DiscardHandler),
+		kickCh:     make(chan struct{}, 1),
+		depositing: make(chan struct{}, 1),
+		pushed:     map[peer.ID]time.Time{},
+		pushing:    map[peer.ID]*tokenPush{},
+		contacts:   map[peer.ID]*contactState{},
+		servers:    map[peer.ID]*serverState{},
 		received: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "natter", Subsystem: "mailbox", Name: "received_total",
 			Help: "Boxes taken from our mailboxes, by result (stored; refused: unopenable, moved, not_contact, invalid).",

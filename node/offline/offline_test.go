@@ -528,3 +528,121 @@ func TestNewNeedsAKey(t *testing.T) {
 	require.Error(t, err)
 	require.True(t, strings.Contains(err.Error(), "identity"))
 }
+
+// TestFlush: on a clean stop, what is queued for accepted contacts we have
+// no link with is deposited at once, mailbox.after or not; linked
+// contacts and strangers are left alone.
+func TestFlush(t *testing.T) {
+	e := newEnv(t)
+	srv := serverAt(t, "4001")
+	e.links.setConnected(srv.ID, true)
+	bob, carol, dave := newIdentity(t), newIdentity(t), newIdentity(t)
+	e.accept(t, bob.id, "bob")
+	e.accept(t, carol.id, "carol")
+	e.links.paths[carol.id] = core.PathDirect // linked: the chat stream delivers
+	require.NoError(t, e.st.SaveToken(context.Background(), dave.id, []byte("token from dave"), time.Now().Add(24*time.Hour)))
+	first := e.st.queue(bob.id, "sent just now", 1, time.Now())
+	second := e.st.queue(bob.id, "and again", 2, time.Now())
+	e.st.queue(carol.id, "linked", 1, time.Now())
+	e.st.queue(dave.id, "not a contact", 1, time.Now())
+	cfg := baseConfig() // After: an hour, so only Flush deposits
+	cfg.Rendezvous = []peer.AddrInfo{srv}
+	e.start(t, cfg)
+
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	done, err := e.svc.Flush(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 1, done)
+	calls := e.remote.depositCalls()
+	require.Len(t, calls, 1, "carol is linked, dave is not a contact")
+	require.Equal(t, bob.id, calls[0].recipient)
+	require.Len(t, calls[0].items, 2)
+	ch := nextChanges(t, e.chat)
+	require.Equal(t, []store.StatusChange{{ID: first, Status: store.StatusStored}, {ID: second, Status: store.StatusStored}}, ch.changes)
+
+	// Nothing is left for bob: a second flush deposits nothing.
+	done, err = e.svc.Flush(ctx)
+	require.NoError(t, err)
+	require.Zero(t, done)
+	require.Len(t, e.remote.depositCalls(), 1)
+}
+
+// TestFlushBounded: a server that does not answer does not hold the stop
+// up: Flush returns when its context ends, and says so.
+func TestFlushBounded(t *testing.T) {
+	e := newEnv(t)
+	srv := serverAt(t, "4001")
+	e.links.setConnected(srv.ID, true)
+	bob := newIdentity(t)
+	e.accept(t, bob.id, "bob")
+	e.st.queue(bob.id, "hello", 1, time.Now())
+	e.remote.hang = true
+	cfg := baseConfig()
+	cfg.Rendezvous = []peer.AddrInfo{srv}
+	e.start(t, cfg)
+
+	const bound = 200 * time.Millisecond
+	ctx, cancel := context.WithTimeout(context.Background(), bound)
+	defer cancel()
+	start := time.Now()
+	done, err := e.svc.Flush(ctx)
+	took := time.Since(start)
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	require.Zero(t, done)
+	require.Less(t, took, bound+time.Second, "Flush keeps to its bound")
+	require.Len(t, e.remote.depositCalls(), 1)
+}
+
+// TestFlushDisabled: with offline delivery off, Flush does nothing.
+func TestFlushDisabled(t *testing.T) {
+	e := newEnv(t)
+	bob := newIdentity(t)
+	e.accept(t, bob.id, "bob")
+	e.st.queue(bob.id, "hello", 1, time.Now())
+	cfg := baseConfig()
+	cfg.Enabled = false
+	e.start(t, cfg)
+	done, err := e.svc.Flush(context.Background())
+	require.NoError(t, err)
+	require.Zero(t, done)
+	require.Empty(t, e.remote.depositCalls())
+}
+
+// TestDrainReceiptsFileOffers: a file offer taken from the mailbox is
+// history on the sender's side, so it gets a DELIVERED receipt like a
+// text (the offer would stay "stored" there otherwise); a file update is
+// not history and gets none.
+func TestDrainReceiptsFileOffers(t *testing.T) {
+	e := newEnv(t)
+	srv := serverAt(t, "4001")
+	carol := newIdentity(t)
+	e.accept(t, carol.id, "carol")
+	offerID, updateID := chat.NewID(), chat.NewID()
+	offer := &pb.Message{Id: offerID[:], Seq: 1, Kind: pb.Kind_FILE_OFFER, SentAtMs: time.Now().UnixMilli(),
+		FileOffer: &pb.FileOffer{Name: "photo.jpg", Size: 3}}
+	update := &pb.Message{Id: updateID[:], Seq: 2, Kind: pb.Kind_FILE_UPDATE, SentAtMs: time.Now().UnixMilli(),
+		FileUpdate: &pb.FileUpdate{Transfer: offerID[:]}}
+	hello := text(3, "and a text")
+	e.remote.boxes[srv.ID] = []mailbox.StoredBox{
+		sealedBox(t, carol, e.self.id, depID(1), 1, offer),
+		sealedBox(t, carol, e.self.id, depID(2), 2, update),
+		sealedBox(t, carol, e.self.id, depID(3), 3, hello),
+	}
+	cfg := baseConfig()
+	cfg.Rendezvous = []peer.AddrInfo{srv}
+	e.start(t, cfg)
+	e.links.setConnected(srv.ID, true)
+
+	require.Eventually(t, func() bool {
+		e.remote.mu.Lock()
+		defer e.remote.mu.Unlock()
+		return len(e.remote.deleted[srv.ID]) > 0
+	}, waitFor, time.Millisecond)
+	e.chat.mu.Lock()
+	defer e.chat.mu.Unlock()
+	require.Len(t, e.chat.enqueued, 1)
+	r := e.chat.enqueued[0]
+	require.Equal(t, store.KindDelivered, r.Kind)
+	require.Equal(t, []chat.MsgID{offerID, chat.MsgID(hello.GetId())}, r.Refs)
+}

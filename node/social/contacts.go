@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
@@ -35,14 +34,11 @@ import (
 // presence.
 
 // requests serialises the transitions of the friend-request state machine
-// (API calls and incoming requests race otherwise) and remembers recent
-// rejections.
+// (API calls and incoming requests race otherwise). Recent rejections are
+// in the store (RejectedAt), so that a restart keeps their cool-down.
 type requests struct {
-	mu       sync.Mutex            // guards the following fields, and every transition
-	rejected map[peer.ID]time.Time // requester -> when we rejected it
+	mu sync.Mutex // guards every transition
 }
-
-func (r *requests) init() { r.rejected = map[peer.ID]time.Time{} }
 
 // WantsLink reports whether the node keeps a link with a contact in
 // state: accepted contacts, and those we sent a request to (to deliver
@@ -115,7 +111,11 @@ func (s *Service) HandleContact(ctx context.Context, from peer.ID, req contact.R
 	case contact.KindRequest:
 		switch {
 		case !known:
-			if at, ok := s.reqs.rejected[from]; ok && s.now().Sub(at) < s.cfg.RejectCooldown {
+			at, err := s.store.RejectedAt(ctx, from)
+			if err != nil {
+				return tryLater
+			}
+			if !at.IsZero() && s.now().Sub(at) < s.cfg.RejectCooldown {
 				return contact.Response{Status: contact.StatusRejected}
 			}
 			pending, err := s.store.CountState(ctx, store.StatePendingIn)
@@ -294,28 +294,6 @@ func (s *Service) retryRequest(p peer.ID) {
 	}
 }
 
-// withdrawRequest tells c, whose contact entry we just removed while our
-// request to it was pending, to drop that request. Best effort: only if we
-// are connected to it now (a contact we cannot reach keeps the request
-// until its user answers it; the answer then finds nobody).
-func (s *Service) withdrawRequest(ctx context.Context, c store.Contact) {
-	if path, _ := s.links.Path(c.PeerID); path == core.PathNone {
-		s.log.Info("friend request withdrawn; the contact is not connected and is not told", "peer", c.PeerID.ShortString(), "name", c.Name)
-		return
-	}
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.WithdrawTimeout)
-	defer cancel()
-	resp, err := s.net.SendContact(ctx, c.PeerID, contact.Request{Kind: contact.KindWithdraw})
-	if err == nil && resp.Status != contact.StatusOK {
-		err = fmt.Errorf("%s: %s", resp.Status, resp.Reason)
-	}
-	if err != nil {
-		s.log.Info("friend request withdrawn; telling the contact failed", "peer", c.PeerID.ShortString(), "name", c.Name, "err", err)
-		return
-	}
-	s.log.Info("friend request withdrawn", "peer", c.PeerID.ShortString(), "name", c.Name)
-}
-
 // answerRequest tells p we accepted or rejected its request, if it is
 // connected; if not, its next REQUEST learns the answer.
 func (s *Service) answerRequest(p peer.ID, kind contact.Request) {
@@ -381,6 +359,11 @@ func (s *Service) AddContact(ctx context.Context, req control.AddContactRequest)
 		return c, core.Conflict(fmt.Errorf("%s is already a contact (as %q, %s)", c.PeerID, old.Label(), old.State))
 	}
 	err := s.store.AddContact(ctx, c)
+	if err == nil {
+		// Asking again cancels a withdrawal of the earlier request not
+		// delivered yet; the link it kept carries the new request.
+		s.dropWithdrawal(ctx, c.PeerID)
+	}
 	s.reqs.mu.Unlock()
 	if err != nil {
 		if errors.Is(err, store.ErrExists) {
@@ -439,10 +422,10 @@ func (s *Service) RejectContact(ctx context.Context, ref string) (store.Contact,
 	if c.State != store.StatePendingIn {
 		return c, core.Conflict(fmt.Errorf("%s has no request waiting for you (state %s); to drop a contact use: natter contacts remove", c.Label(), c.State))
 	}
-	if err := s.store.RemoveContact(ctx, c.PeerID); err != nil {
+	now := s.now()
+	if err := s.store.RemoveRejected(ctx, c.PeerID, now, now.Add(-s.cfg.RejectCooldown)); err != nil {
 		return c, err
 	}
-	s.reqs.rejected[c.PeerID] = s.now()
 	s.log.Info("friend request rejected by us", "peer", c.PeerID.ShortString())
 	s.pub.Publish(control.Event{Type: control.EventContact, PeerID: c.PeerID.String(), Name: c.Name, State: control.StateRejected})
 	s.answerRequest(c.PeerID, contact.Request{Kind: contact.KindReject})
@@ -469,6 +452,8 @@ func (s *Service) BlockContact(ctx context.Context, ref string) (store.Contact, 
 		if err := s.store.AddContact(ctx, c); err != nil {
 			return c, err
 		}
+		// A withdrawal we owe it is not worth a connection any more.
+		s.dropWithdrawal(ctx, id)
 	case err != nil:
 		return c, err
 	default:
@@ -487,8 +472,10 @@ func (s *Service) BlockContact(ctx context.Context, ref string) (store.Contact, 
 }
 
 // RemoveContact forgets ref (any state; removing a blocked peer unblocks
-// it). A pending request of ours is withdrawn over the live connection,
-// if there is one; the link stops.
+// it); the link stops. A pending request of ours is withdrawn: over the
+// live connection at once if there is one, else (or if that fails) the
+// withdrawal is queued and delivered once the receiver is reachable
+// (withdraw.go).
 func (s *Service) RemoveContact(ctx context.Context, ref string) (store.Contact, error) {
 	c, err := s.FindContact(ctx, ref)
 	if err != nil {
@@ -498,16 +485,32 @@ func (s *Service) RemoveContact(ctx context.Context, ref string) (store.Contact,
 	// transition: a request crossing ours (mutual add) would otherwise
 	// accept the contact again and restart the link we are stopping.
 	s.reqs.mu.Lock()
-	err = s.store.RemoveContact(ctx, c.PeerID)
+	if c.State == store.StatePendingOut {
+		now := s.now()
+		if err = s.store.RemoveWithdrawing(ctx, c.PeerID, now); err == nil {
+			s.wds.add(c.PeerID, now)
+		}
+	} else {
+		err = s.store.RemoveContact(ctx, c.PeerID)
+	}
 	s.reqs.mu.Unlock()
 	if err != nil {
 		return c, err
 	}
+	delivered := false
 	if c.State == store.StatePendingOut {
 		// Before the link stops: over it, the contact learns at once.
-		s.withdrawRequest(ctx, c)
+		if path, _ := s.links.Path(c.PeerID); path != core.PathNone {
+			delivered = s.sendWithdraw(ctx, c.PeerID, false) // the link stops below
+		}
+		if !delivered {
+			s.log.Info("friend request withdrawn; the contact is told once it is reachable", "peer", c.PeerID.ShortString(), "name", c.Name)
+		}
 	}
 	s.links.StopContact(c.PeerID)
+	if c.State == store.StatePendingOut && !delivered {
+		s.keepWithdrawLink(c.PeerID)
+	}
 	s.links.SetBlocked(c.PeerID, false)
 	s.peers.forget(c.PeerID)
 	s.log.Info("contact removed", "peer", c.PeerID.ShortString(), "name", c.Name)

@@ -34,6 +34,19 @@ type ContactStore interface {
 	UpdateContact(ctx context.Context, c store.Contact) error
 	// RemoveContact forgets a contact.
 	RemoveContact(ctx context.Context, p peer.ID) error
+	// RemoveWithdrawing forgets our pending_out contact p and queues the
+	// withdrawal of our request, at, in one step.
+	RemoveWithdrawing(ctx context.Context, p peer.ID, at time.Time) error
+	// Withdrawals are the queued withdrawals and when each was queued.
+	Withdrawals(ctx context.Context) (map[peer.ID]time.Time, error)
+	// DropWithdrawal forgets p's queued withdrawal; it reports whether
+	// there was one.
+	DropWithdrawal(ctx context.Context, p peer.ID) (bool, error)
+	// RemoveRejected forgets the requester p and records that we rejected
+	// it at at, in one step; rejections before forgetBefore are dropped.
+	RemoveRejected(ctx context.Context, p peer.ID, at, forgetBefore time.Time) error
+	// RejectedAt is when we last rejected p (zero: not, or forgotten).
+	RejectedAt(ctx context.Context, p peer.ID) (time.Time, error)
 	// Setting reads a setting ("" if unset): our name, our presence.
 	Setting(ctx context.Context, key string) (string, error)
 }
@@ -88,6 +101,10 @@ type Links interface {
 	StartContact(p peer.ID)
 	// StopContact stops the link with p and closes our connections to it.
 	StopContact(p peer.ID)
+	// KeepLink keeps a bare link with p, which is no contact (nothing
+	// rides on it): a queued withdrawal waits for its LinkUp. StopContact
+	// stops it; a no-op if a link runs.
+	KeepLink(p peer.ID)
 	// SetBlocked makes the connection gater refuse p, or stop refusing it.
 	SetBlocked(p peer.ID, blocked bool)
 	// SetError records why the link with p is not doing what it should

@@ -32,11 +32,74 @@ type fakeStore struct {
 	profiles map[peer.ID]store.Profile
 	names    map[string]uint64
 	warnings map[peer.ID]store.NameWarning
+	// withdrawals and rejections are what a restart keeps (a new
+	// Service on the same fakeStore).
+	withdrawals map[peer.ID]time.Time
+	rejections  map[peer.ID]time.Time
 }
 
 func newFakeStore() *fakeStore {
 	return &fakeStore{contacts: map[peer.ID]store.Contact{}, settings: map[string]string{}, profiles: map[peer.ID]store.Profile{},
-		names: map[string]uint64{}, warnings: map[peer.ID]store.NameWarning{}}
+		names: map[string]uint64{}, warnings: map[peer.ID]store.NameWarning{},
+		withdrawals: map[peer.ID]time.Time{}, rejections: map[peer.ID]time.Time{}}
+}
+
+func (f *fakeStore) RemoveWithdrawing(_ context.Context, p peer.ID, at time.Time) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, ok := f.contacts[p]; !ok {
+		return store.ErrNotFound
+	}
+	delete(f.contacts, p)
+	f.withdrawals[p] = at
+	return nil
+}
+
+func (f *fakeStore) Withdrawals(context.Context) (map[peer.ID]time.Time, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := map[peer.ID]time.Time{}
+	for p, at := range f.withdrawals {
+		out[p] = at
+	}
+	return out, nil
+}
+
+func (f *fakeStore) DropWithdrawal(_ context.Context, p peer.ID) (bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	_, ok := f.withdrawals[p]
+	delete(f.withdrawals, p)
+	return ok, nil
+}
+
+func (f *fakeStore) withdrawal(p peer.ID) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	_, ok := f.withdrawals[p]
+	return ok
+}
+
+func (f *fakeStore) RemoveRejected(_ context.Context, p peer.ID, at, forgetBefore time.Time) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, ok := f.contacts[p]; !ok {
+		return store.ErrNotFound
+	}
+	delete(f.contacts, p)
+	for q, t := range f.rejections {
+		if t.Before(forgetBefore) {
+			delete(f.rejections, q)
+		}
+	}
+	f.rejections[p] = at
+	return nil
+}
+
+func (f *fakeStore) RejectedAt(_ context.Context, p peer.ID) (time.Time, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.rejections[p], nil
 }
 
 func (f *fakeStore) ContactByPeer(_ context.Context, p peer.ID) (store.Contact, error) {
@@ -368,6 +431,7 @@ type fakeLinks struct {
 	paths     map[peer.ID]core.Path
 	started   map[peer.ID]int
 	stopped   map[peer.ID]int
+	kept      map[peer.ID]int
 	blocked   map[peer.ID]bool
 	errs      map[peer.ID]error
 	errsSet   int
@@ -377,7 +441,7 @@ type fakeLinks struct {
 }
 
 func newFakeLinks() *fakeLinks {
-	return &fakeLinks{paths: map[peer.ID]core.Path{}, started: map[peer.ID]int{}, stopped: map[peer.ID]int{},
+	return &fakeLinks{paths: map[peer.ID]core.Path{}, started: map[peer.ID]int{}, stopped: map[peer.ID]int{}, kept: map[peer.ID]int{},
 		blocked: map[peer.ID]bool{}, errs: map[peer.ID]error{}, connected: map[peer.ID]time.Time{}, tokens: make(chan peer.ID, 100)}
 }
 
@@ -389,6 +453,7 @@ func (l *fakeLinks) Path(p peer.ID) (core.Path, network.Conn) {
 
 func (l *fakeLinks) StartContact(p peer.ID) { l.mu.Lock(); l.started[p]++; l.mu.Unlock() }
 func (l *fakeLinks) StopContact(p peer.ID)  { l.mu.Lock(); l.stopped[p]++; l.mu.Unlock() }
+func (l *fakeLinks) KeepLink(p peer.ID)     { l.mu.Lock(); l.kept[p]++; l.mu.Unlock() }
 
 func (l *fakeLinks) SetBlocked(p peer.ID, b bool) { l.mu.Lock(); l.blocked[p] = b; l.mu.Unlock() }
 func (l *fakeLinks) SetError(p peer.ID, err error) {

@@ -40,6 +40,12 @@ type Config struct {
 	// WithdrawTimeout bounds telling a contact we withdrew our request
 	// (default 5 s).
 	WithdrawTimeout time.Duration
+	// WithdrawGiveUp is how long a withdrawal waits for its receiver to
+	// become reachable before we stop trying (default 30 days).
+	WithdrawGiveUp time.Duration
+	// WithdrawCheck is how often withdrawals past WithdrawGiveUp are
+	// looked for (default 1 h).
+	WithdrawCheck time.Duration
 	// OfflinePushTimeout bounds telling contacts we are leaving (default 1 s).
 	OfflinePushTimeout time.Duration
 	// ServerTimeout bounds one request to a rendezvous server (default 10 s).
@@ -60,6 +66,8 @@ func (c *Config) setDefaults() {
 	}
 	def(&c.RequestRetry, 2*time.Minute)
 	def(&c.WithdrawTimeout, 5*time.Second)
+	def(&c.WithdrawGiveUp, 30*24*time.Hour)
+	def(&c.WithdrawCheck, time.Hour)
 	def(&c.OfflinePushTimeout, time.Second)
 	def(&c.ServerTimeout, 10*time.Second)
 	def(&c.NameRetryFailed, time.Minute)
@@ -110,6 +118,7 @@ type Service struct {
 	svcs   []io.Closer
 
 	reqs  requests
+	wds   withdrawals
 	self  selfPresence
 	peers contactPeers
 	profs profiles
@@ -127,16 +136,26 @@ func New(ctx context.Context, cfg Config, st Store, net Network, links Links, to
 	for _, o := range opts {
 		o(s)
 	}
-	s.reqs.init()
+	s.wds.init()
 	s.peers.init()
 	s.profs.init()
 	s.names.init()
 	if err := s.loadPresence(ctx); err != nil {
 		return nil, fmt.Errorf("load presence: %w", err)
 	}
+	ws, err := st.Withdrawals(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("load withdrawals: %w", err)
+	}
+	loaded := make([]peer.ID, 0, len(ws))
+	for p, at := range ws {
+		s.wds.add(p, at)
+		loaded = append(loaded, p)
+	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.goRun(s.idleLoop)
 	s.goRun(s.namesLoop)
+	s.goRun(func(ctx context.Context) { s.withdrawLoop(ctx, loaded) })
 	return s, nil
 }
 
@@ -182,6 +201,11 @@ func (s *Service) Close() error {
 // quickly: the work over the network runs in goroutines of its own.
 func (s *Service) HandleLink(ev core.LinkEvent) {
 	p := ev.Peer
+	if s.wds.pending(p) {
+		// A bare link kept for a queued withdrawal: p is no contact.
+		s.handleWithdrawLink(ev)
+		return
+	}
 	switch ev.Change {
 	case core.LinkUp:
 		// A connection opened: tell the contact our presence, or deliver

@@ -106,9 +106,10 @@ type Undeposited struct {
 }
 
 // Undeposited returns up to limit of p's outbox entries queued at or
-// before queuedBefore that are not stored in a mailbox, in order.
+// before queuedBefore that are not stored in a mailbox, in order, with
+// their payload (a file offer or update is sealed whole).
 func (s *Store) Undeposited(ctx context.Context, p peer.ID, queuedBefore time.Time, limit int) ([]Undeposited, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT o.id, o.seq, o.kind, o.text, o.refs, o.sent_at, d.deposit_id, d.server FROM outbox o
+	rows, err := s.db.QueryContext(ctx, `SELECT o.id, o.seq, o.kind, o.text, o.refs, o.sent_at, o.payload, d.deposit_id, d.server FROM outbox o
 		LEFT JOIN mailbox_deposits d ON d.msg_id = o.id
 		WHERE o.peer_id = ? AND o.sent_at <= ? AND (d.msg_id IS NULL OR d.state = ?) ORDER BY o.seq LIMIT ?`,
 		p.String(), queuedBefore.UnixMilli(), depositPending, limit)
@@ -126,7 +127,7 @@ func (s *Store) Undeposited(ctx context.Context, p peer.ID, queuedBefore time.Ti
 			dep    []byte
 			server sql.NullString
 		)
-		if err := rows.Scan(&id, &u.Seq, &u.Kind, &u.Text, &refs, &sent, &dep, &server); err != nil {
+		if err := rows.Scan(&id, &u.Seq, &u.Kind, &u.Text, &refs, &sent, &u.Payload, &dep, &server); err != nil {
 			return nil, fmt.Errorf("read outbox: %w", classify(err))
 		}
 		if len(id) != chat.IDLen {
@@ -329,9 +330,9 @@ func (s *Store) ApplyFates(ctx context.Context, us []FateUpdate) ([]StatusChange
 	return changes, nil
 }
 
-// MailboxCounts are, per contact, messages stored in its mailbox and not
-// yet delivered.
+// MailboxCounts are, per contact, history messages (texts, nudges, file
+// offers) stored in its mailbox and not yet delivered.
 func (s *Store) MailboxCounts(ctx context.Context) (map[peer.ID]int, error) {
 	return s.countPerPeer(ctx, `SELECT d.peer_id, count(*) FROM mailbox_deposits d JOIN outbox o ON o.id = d.msg_id
-		WHERE d.state >= ? AND o.kind IN (?, ?) GROUP BY d.peer_id`, depositStored, KindText, KindNudge)
+		WHERE d.state >= ? AND o.kind IN (?, ?, ?) GROUP BY d.peer_id`, depositStored, KindText, KindNudge, KindFile)
 }

@@ -193,3 +193,17 @@ func TestFates(t *testing.T) {
 	require.Empty(t, changes)
 	require.Equal(t, store.StatusDelivered, statusOf(t, s, ids[0]))
 }
+
+// TestUndepositedCarriesThePayload: a file offer or update is sealed
+// whole, so what is handed out for deposit has its payload.
+func TestUndepositedCarriesThePayload(t *testing.T) {
+	ctx := context.Background()
+	s, _ := open(t)
+	bob := randPeer(t)
+	_, err := s.Enqueue(ctx, []store.NewOutgoing{{ID: chat.NewID(), Peer: bob, Kind: store.KindFileUpdate, Payload: []byte{1, 2, 3}, SentAt: time.Now()}})
+	require.NoError(t, err)
+	u, err := s.Undeposited(ctx, bob, time.Now().Add(time.Second), 10)
+	require.NoError(t, err)
+	require.Len(t, u, 1)
+	require.Equal(t, []byte{1, 2, 3}, u[0].Payload)
+}

@@ -153,4 +153,17 @@ var migrations = []string{
 	CREATE INDEX transfers_peer ON transfers(peer_id, created_at);
 	CREATE INDEX transfers_active ON transfers(state) WHERE state NOT IN ('done', 'failed', 'rejected', 'cancelled');
 	ALTER TABLE outbox ADD COLUMN payload BLOB;`,
+	// 7: friend requests that outlive a restart (see requests.go).
+	// withdrawals are our requests withdrawn (the pending_out contact
+	// removed) that the receiver has not been told about yet; rejections
+	// are the requesters we rejected and when, for the cool-down.
+	`CREATE TABLE withdrawals (
+		peer_id     TEXT PRIMARY KEY,
+		created_at  INTEGER NOT NULL
+	);
+	CREATE TABLE rejections (
+		peer_id     TEXT PRIMARY KEY,
+		rejected_at INTEGER NOT NULL
+	);
+	CREATE INDEX rejections_at ON rejections(rejected_at);`,
 }

@@ -601,3 +601,42 @@ func TestClientTimeout(t *testing.T) {
 	_, _, err = c.Fetch(context.Background(), srv.ID(), 0, 1)
 	require.ErrorIs(t, err, context.DeadlineExceeded)
 }
+
+// TestRateLimitSurvivesRestart: a sender that used its deposit burst does
+// not get a fresh one by the server restarting: the buckets are saved on
+// Close and restored by New on the same store.
+func TestRateLimitSurvivesRestart(t *testing.T) {
+	e := newEnv(t, func(l *mailbox.Limits) {
+		l.DepositBurst = 3
+		l.DepositInterval = time.Hour
+	})
+	alice, bob := e.client(t), e.client(t)
+	srv := e.server.ID()
+	fetchAll(t, bob, srv)
+	ca := mailbox.NewClient(alice)
+	tok := token(t, bob, alice.ID(), e.clock.Now().Add(time.Hour))
+	codes, err := ca.Deposit(ctx(t), srv, bob.ID(), tok, []mailbox.Item{
+		sealed(t, alice, bob.ID(), did(1), "one"),
+		sealed(t, alice, bob.ID(), did(2), "two"),
+	})
+	require.NoError(t, err)
+	require.Equal(t, []mailbox.Code{mailbox.CodeOK, mailbox.CodeOK}, codes)
+
+	// Restart the service on the same store.
+	require.NoError(t, e.svc.Close())
+	svc, err := mailbox.New(e.server, e.st, mailbox.WithLimits(e.limits), mailbox.WithClock(e.clock.Now),
+		mailbox.WithMetrics(e.metrics), mailbox.WithRegisterer(prometheus.NewRegistry()))
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, svc.Close()) })
+
+	_, err = ca.Deposit(ctx(t), srv, bob.ID(), tok, []mailbox.Item{
+		sealed(t, alice, bob.ID(), did(3), "three"),
+		sealed(t, alice, bob.ID(), did(4), "four"),
+	})
+	var re *mailbox.RefusedError
+	require.ErrorAs(t, err, &re, "one token left of three, not a fresh burst")
+	require.Equal(t, mailbox.CodeRateLimited, re.Code)
+	codes, err = ca.Deposit(ctx(t), srv, bob.ID(), tok, []mailbox.Item{sealed(t, alice, bob.ID(), did(3), "three")})
+	require.NoError(t, err)
+	require.Equal(t, []mailbox.Code{mailbox.CodeOK}, codes)
+}

@@ -103,6 +103,36 @@ type Service struct {
 	t    *wire.Tracker // the handlers in flight and the expiry loop
 
 	closeOnce sync.Once
+	saveOnce  sync.Once
+}
+
+// restoreLimits loads the per-sender deposit rate limits saved before a
+// restart, so that restarting the server does not refill every sender's
+// bucket.
+func (s *Service) restoreLimits() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	ls, err := s.st.SenderLimits(ctx)
+	if err != nil {
+		s.cfg.log.Warn("mailbox: cannot load the deposit rate limits; senders start with full buckets", "err", err)
+		return
+	}
+	for _, l := range ls {
+		s.lim.Restore(l.Sender, wire.Bucket{Tokens: l.Tokens, At: l.At})
+	}
+}
+
+// saveLimits keeps the per-sender deposit rate limits in the store: every
+// GCInterval and on Close, so a restart loses at most one interval.
+func (s *Service) saveLimits(ctx context.Context) {
+	snap := s.lim.Snapshot()
+	ls := make([]SenderLimit, 0, len(snap))
+	for p, b := range snap {
+		ls = append(ls, SenderLimit{Sender: p, Tokens: b.Tokens, At: b.At})
+	}
+	if err := s.st.SaveSenderLimits(ctx, ls); err != nil {
+		s.cfg.log.Warn("mailbox: cannot save the deposit rate limits", "err", err)
+	}
 }
 
 // New starts a mailbox server on h backed by st: it sets the stream handler
@@ -124,6 +154,7 @@ func New(h host.Host, st Store, opts ...Option) (*Service, error) {
 		ctrs: ctrs,
 		t:    wire.NewTracker(),
 	}
+	s.restoreLimits()
 	s.t.Go(s.gcLoop)
 	h.SetStreamHandler(ID, s.t.Handler(s.handle))
 	return s, nil
@@ -135,6 +166,11 @@ func (s *Service) Close() error {
 	s.closeOnce.Do(func() {
 		s.h.RemoveStreamHandler(ID)
 		s.t.Close()
+	})
+	s.saveOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		s.saveLimits(ctx)
 	})
 	s.ctrs.unregister(s.cfg.reg)
 	return nil
@@ -179,6 +215,7 @@ func (s *Service) gcLoop(life context.Context) {
 			if _, err := s.GC(ctx); err != nil && life.Err() == nil {
 				s.cfg.log.Warn("mailbox expiry failed", "err", err)
 			}
+			s.saveLimits(ctx)
 			cancel()
 		}
 	}

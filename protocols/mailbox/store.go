@@ -38,6 +38,19 @@ type Store interface {
 	// than l.FateTTL and empty mailboxes whose owner was not seen for
 	// l.OwnerTTL.
 	Expire(ctx context.Context, now time.Time, l Limits) (ExpireStats, error)
+	// SaveSenderLimits replaces the saved per-sender deposit rate limits
+	// with ls (the senders whose bucket is not full).
+	SaveSenderLimits(ctx context.Context, ls []SenderLimit) error
+	// SenderLimits are the saved per-sender deposit rate limits.
+	SenderLimits(ctx context.Context) ([]SenderLimit, error)
+}
+
+// SenderLimit is one sender's deposit rate limit as kept across a
+// restart: Tokens (boxes it may still deposit at once) left at At.
+type SenderLimit struct {
+	Sender peer.ID
+	Tokens float64
+	At     time.Time
 }
 
 // DepositBatch is one deposit request as the Service hands it to the

@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"math"
 	"sync"
 	"time"
 
@@ -58,4 +59,43 @@ func (l *Limiter[K]) AllowN(k K, n int) bool {
 		l.m[k] = b
 	}
 	return b.AllowN(now, n)
+}
+
+// Bucket is one key's bucket as saved across a restart: Tokens left at
+// At.
+type Bucket struct {
+	Tokens float64
+	At     time.Time
+}
+
+// Snapshot returns the buckets that are not full now (a full bucket is
+// the same as none), so that a service can keep them across a restart.
+func (l *Limiter[K]) Snapshot() map[K]Bucket {
+	now := time.Now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := map[K]Bucket{}
+	for k, b := range l.m {
+		if t := b.TokensAt(now); t < float64(l.burst) {
+			out[k] = Bucket{Tokens: t, At: now}
+		}
+	}
+	return out
+}
+
+// Restore sets k's bucket to b (a Snapshot from before a restart),
+// refilled since b.At; the tokens are rounded down to a whole one.
+func (l *Limiter[K]) Restore(k K, b Bucket) {
+	take := int(math.Ceil(float64(l.burst) - b.Tokens))
+	if take <= 0 {
+		return
+	}
+	take = min(take, l.burst)
+	lim := rate.NewLimiter(l.limit, l.burst)
+	// A new bucket is full; taking what was missing at b.At leaves it as
+	// it was then, and it refills from there.
+	lim.ReserveN(b.At, take)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.m[k] = lim
 }

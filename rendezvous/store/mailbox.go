@@ -374,3 +374,54 @@ func (s *Store) Mailboxes(ctx context.Context) ([]MailboxStat, error) {
 	}
 	return out, rows.Err()
 }
+
+// SaveSenderLimits implements mailbox.Store.
+func (s *Store) SaveSenderLimits(ctx context.Context, ls []mailbox.SenderLimit) error {
+	err := s.Tx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM mailbox_limits`); err != nil {
+			return err
+		}
+		ins, err := tx.PrepareContext(ctx, `INSERT INTO mailbox_limits (sender, tokens, at) VALUES (?, ?, ?)`)
+		if err != nil {
+			return err
+		}
+		defer ins.Close()
+		for _, l := range ls {
+			if _, err := ins.ExecContext(ctx, l.Sender.String(), l.Tokens, l.At.UnixMilli()); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("save deposit limits: %w", err)
+	}
+	return nil
+}
+
+// SenderLimits implements mailbox.Store.
+func (s *Store) SenderLimits(ctx context.Context) ([]mailbox.SenderLimit, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT sender, tokens, at FROM mailbox_limits`)
+	if err != nil {
+		return nil, fmt.Errorf("read deposit limits: %w", err)
+	}
+	defer rows.Close()
+	var out []mailbox.SenderLimit
+	for rows.Next() {
+		var (
+			id string
+			l  mailbox.SenderLimit
+			at int64
+		)
+		if err := rows.Scan(&id, &l.Tokens, &at); err != nil {
+			return nil, fmt.Errorf("read deposit limits: %w", err)
+		}
+		p, err := peer.Decode(id)
+		if err != nil {
+			continue
+		}
+		l.Sender, l.At = p, time.UnixMilli(at)
+		out = append(out, l)
+	}
+	return out, rows.Err()
+}

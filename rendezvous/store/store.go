@@ -83,6 +83,14 @@ var migrations = []string{
 		bytes  INTEGER NOT NULL
 	);
 	INSERT INTO mailbox_totals (id, count, bytes) VALUES (1, 0, 0);`,
+	// 3: the per-sender deposit rate limits (protocols/mailbox), saved
+	// every GC interval and on a clean stop so that a restart does not
+	// refill every bucket: the tokens a sender had left at at (ms).
+	`CREATE TABLE mailbox_limits (
+		sender  TEXT PRIMARY KEY,
+		tokens  REAL NOT NULL,
+		at      INTEGER NOT NULL
+	);`,
 }
 
 // SchemaVersion is the version this server writes.
