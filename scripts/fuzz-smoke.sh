@@ -13,6 +13,9 @@
 # config loader) would spend a whole smoke run minimizing its first find.
 # A failure found here is still minimized a little, enough to read.
 #
+# FUZZPARALLEL=N limits the fuzzing workers per target (default: one per
+# core); make test sets 1, as it fuzzes beside the NAT-lab tests.
+#
 # One target for longer:
 #   go test -run '^$' -fuzz '^FuzzLoad$' -fuzztime 10m ./cmd/internal/cfgload
 set -eu
@@ -48,7 +51,7 @@ corpus() { ls "$1" 2>/dev/null | wc -l; }
 while read -r dir pkg f; do
 	echo "fuzz $pkg $f ($t)"
 	before=$(corpus "$dir/testdata/fuzz/$f")
-	go test -run '^$' -fuzz "^$f\$" -fuzztime "$t" -fuzzminimizetime 20x "$pkg" >"$log" 2>&1 || {
+	go test -run '^$' -fuzz "^$f\$" -fuzztime "$t" -fuzzminimizetime 20x ${FUZZPARALLEL:+-parallel "$FUZZPARALLEL"} "$pkg" >"$log" 2>&1 || {
 		if [ "$(corpus "$dir/testdata/fuzz/$f")" -eq "$before" ] &&
 			grep -q '^    context deadline exceeded$' "$log" &&
 			! grep -q 'Failing input written' "$log"; then

@@ -1,10 +1,14 @@
 #!/bin/sh
-# Runs every Go test with the race detector: the NAT lab end-to-end tests
-# (test/e2e) in one go test process and every other package in another, at
-# the same time. The lab tests mostly wait (on links, heartbeats, fsyncs),
-# so starting them first, beside the CPU-bound packages, instead of last
-# (go test's package order) shortens the run by their length. Exits non-zero
-# if either fails; each one's output is printed whole once it ends.
+# What `make test` runs after setup and the gofmt/vet check: every Go test
+# with the race detector, then a short run of every fuzz target.
+#
+# The NAT lab end-to-end tests (test/e2e) spend most of their time waiting
+# (on links, heartbeats, fsyncs), so they start first, in a go test process
+# of their own, beside the CPU-bound packages, instead of last (go test's
+# package order). The fuzz smoke (scripts/fuzz-smoke.sh) starts once the
+# other packages are done, beside the rest of the lab tests, with one fuzz
+# worker so that the lab's daemons keep a core. Exits non-zero if any part
+# fails; each part's output is printed whole once it ends.
 set -u
 cd "$(dirname "$0")/.."
 GO=${GO:-go}
@@ -17,7 +21,12 @@ e2e=$!
 $GO test -race -count=1 -timeout 30m $others >"$out/rest" 2>&1
 rest=$?
 cat "$out/rest"
+fuzz=0
+if [ "${SKIP_FUZZ:-}" = "" ]; then
+	FUZZPARALLEL=1 scripts/fuzz-smoke.sh
+	fuzz=$?
+fi
 wait $e2e
 e2erc=$?
 cat "$out/e2e"
-[ "$rest" -eq 0 ] && [ "$e2erc" -eq 0 ]
+[ "$rest" -eq 0 ] && [ "$fuzz" -eq 0 ] && [ "$e2erc" -eq 0 ]
