@@ -15,19 +15,6 @@ import (
 	"github.com/natterim/natter/protocols/chat/pb"
 )
 
-// CanChat explains why c cannot be written to, if it cannot.
-func CanChat(c store.Contact) error {
-	switch c.State {
-	case store.StateAccepted:
-		return nil
-	case store.StatePendingOut:
-		return core.Conflict(fmt.Errorf("%s has not accepted your friend request yet", c.Label()))
-	case store.StatePendingIn:
-		return core.Conflict(fmt.Errorf("%s asked to be your contact: accept first (natter contacts accept %s)", c.Label(), c.Label()))
-	}
-	return core.Conflict(fmt.Errorf("%s is blocked", c.Label()))
-}
-
 // findContact resolves a contact reference (name or peer ID).
 func (s *Service) findContact(ctx context.Context, ref string) (store.Contact, error) {
 	c, err := s.contacts.FindContact(ctx, ref)
@@ -46,7 +33,7 @@ func (s *Service) Send(ctx context.Context, ref string, req control.SendRequest)
 	if err != nil {
 		return control.Message{}, err
 	}
-	if err := CanChat(c); err != nil {
+	if err := core.CanChat(c); err != nil {
 		return control.Message{}, err
 	}
 	m := store.NewOutgoing{ID: chatproto.NewID(), Peer: c.PeerID, SentAt: time.Now()}

@@ -32,7 +32,7 @@ func (m *Manager) SendFile(ctx context.Context, ref string, req control.SendFile
 	if err != nil {
 		return control.Transfer{}, err
 	}
-	if err := canSend(c); err != nil {
+	if err := core.CanChat(c); err != nil {
 		return control.Transfer{}, err
 	}
 	if !filepath.IsAbs(req.Path) {
@@ -143,20 +143,6 @@ func (m *Manager) findContact(ctx context.Context, ref string) (store.Contact, e
 		return c, core.NotFound(fmt.Errorf("no contact %q (see: natter contacts list)", ref))
 	}
 	return c, err
-}
-
-// canSend explains why files cannot be sent to c, if they cannot: the
-// same rule, in the same words, as for chat messages.
-func canSend(c store.Contact) error {
-	switch c.State {
-	case store.StateAccepted:
-		return nil
-	case store.StatePendingOut:
-		return core.Conflict(fmt.Errorf("%s has not accepted your friend request yet", c.Label()))
-	case store.StatePendingIn:
-		return core.Conflict(fmt.Errorf("%s asked to be your contact: accept first (natter contacts accept %s)", c.Label(), c.Label()))
-	}
-	return core.Conflict(fmt.Errorf("%s is blocked", c.Label()))
 }
 
 // Source implements file.Provider: it serves our outgoing transfers to the
