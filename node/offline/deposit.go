@@ -355,16 +355,16 @@ func (s *Service) depositAt(ctx context.Context, p peer.ID, tok []byte, srv serv
 				}
 			}
 		}
-		changes, err := s.st.Deposited(ctx, p, stored, refused)
-		if err != nil {
-			return fmt.Errorf("record deposits: %w", err)
-		}
 		if len(refused) == 0 {
-			// Before the user hears "stored": Mailbox names the server
-			// that has the messages by then.
+			// Before the history says "stored" (Deposited commits it):
+			// Mailbox names the server that has the messages by then.
 			s.mu.Lock()
 			s.contact(p).server = srv.ai.ID
 			s.mu.Unlock()
+		}
+		changes, err := s.st.Deposited(ctx, p, stored, refused)
+		if err != nil {
+			return fmt.Errorf("record deposits: %w", err)
 		}
 		s.chat.ApplyChanges(p, changes)
 		if len(stored) > 0 {
