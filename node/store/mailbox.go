@@ -72,11 +72,17 @@ func (s *Store) DropToken(ctx context.Context, p peer.ID) error {
 // MailboxDue returns, per contact, when its oldest outbox entry not yet
 // stored in a mailbox was queued.
 func (s *Store) MailboxDue(ctx context.Context) (map[peer.ID]time.Time, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT o.peer_id, min(o.sent_at) FROM outbox o
+	return s.peerTimes(ctx, "mailbox due", `SELECT o.peer_id, min(o.sent_at) FROM outbox o
 		LEFT JOIN mailbox_deposits d ON d.msg_id = o.id
 		WHERE d.msg_id IS NULL OR d.state = ? GROUP BY o.peer_id`, depositPending)
+}
+
+// peerTimes runs a query of (peer ID, Unix ms) rows into a map; rows whose
+// peer ID does not decode are skipped. what names the query in errors.
+func (s *Store) peerTimes(ctx context.Context, what, query string, args ...any) (map[peer.ID]time.Time, error) {
+	rows, err := s.db.QueryContext(ctx, query, args...)
 	if err != nil {
-		return nil, fmt.Errorf("mailbox due: %w", classify(err))
+		return nil, fmt.Errorf("%s: %w", what, classify(err))
 	}
 	defer rows.Close()
 	out := map[peer.ID]time.Time{}
@@ -86,7 +92,7 @@ func (s *Store) MailboxDue(ctx context.Context) (map[peer.ID]time.Time, error) {
 			at int64
 		)
 		if err := rows.Scan(&id, &at); err != nil {
-			return nil, fmt.Errorf("mailbox due: %w", classify(err))
+			return nil, fmt.Errorf("%s: %w", what, classify(err))
 		}
 		if p, err := peer.Decode(id); err == nil {
 			out[p] = time.UnixMilli(at)

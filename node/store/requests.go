@@ -41,25 +41,7 @@ func (s *Store) RemoveWithdrawing(ctx context.Context, p peer.ID, at time.Time) 
 
 // Withdrawals are the queued withdrawals: peer -> when it was queued.
 func (s *Store) Withdrawals(ctx context.Context) (map[peer.ID]time.Time, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT peer_id, created_at FROM withdrawals`)
-	if err != nil {
-		return nil, fmt.Errorf("read withdrawals: %w", classify(err))
-	}
-	defer rows.Close()
-	out := map[peer.ID]time.Time{}
-	for rows.Next() {
-		var (
-			id string
-			at int64
-		)
-		if err := rows.Scan(&id, &at); err != nil {
-			return nil, fmt.Errorf("read withdrawals: %w", classify(err))
-		}
-		if p, err := peer.Decode(id); err == nil {
-			out[p] = time.UnixMilli(at)
-		}
-	}
-	return out, rows.Err()
+	return s.peerTimes(ctx, "read withdrawals", `SELECT peer_id, created_at FROM withdrawals`)
 }
 
 // DropWithdrawal forgets p's queued withdrawal (delivered, given up, or
