@@ -130,9 +130,9 @@ type Manager struct {
 	// afterChunk, if set (tests), runs after each verified chunk.
 	afterChunk atomic.Pointer[func(ctx context.Context, end int64)]
 
-	ctx       context.Context // ends when Close starts
-	cancel    context.CancelFunc
-	wg        sync.WaitGroup // the goroutines the Manager started
+	// life owns the goroutines the Manager started (runners, the progress
+	// loop): life.Context ends when Close starts, and Close waits for them.
+	life      *wire.Tracker
 	closeOnce sync.Once
 	closeErr  error
 
@@ -176,14 +176,12 @@ func New(ctx context.Context, cfg Config, h host.Host, st Store, links Links, ch
 		o.log = slog.New(slog.DiscardHandler)
 	}
 	cfg.setDefaults()
-	lctx, cancel := context.WithCancel(context.Background())
 	m := &Manager{
 		cfg: cfg, h: h, store: st, links: links, chat: ch, policy: policy, events: events, log: o.log, metrics: o.metrics,
 		partialDir:  filepath.Join(cfg.DataDir, "partial"),
 		downloadDir: cfg.DownloadDir,
 		slots:       make(chan struct{}, maxActiveDownloads),
-		ctx:         lctx,
-		cancel:      cancel,
+		life:        wire.NewTracker(),
 		runs:        map[chat.MsgID]*fileRun{},
 		lives:       map[chat.MsgID]*liveXfer{},
 		aborts:      map[chat.MsgID]*atomic.Bool{},
@@ -194,13 +192,13 @@ func New(ctx context.Context, cfg Config, h host.Host, st Store, links Links, ch
 	}
 	for _, d := range []string{m.partialDir, m.downloadDir} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
-			cancel()
+			m.life.Close()
 			return nil, fmt.Errorf("files: %w", err)
 		}
 	}
 	var err error
 	if m.downloadDir, err = filepath.Abs(m.downloadDir); err != nil {
-		cancel()
+		m.life.Close()
 		return nil, fmt.Errorf("files: %w", err)
 	}
 	m.svc = file.New(h, m, file.WithLogger(m.log), file.WithMetrics(m.metrics),
@@ -219,8 +217,7 @@ func (m *Manager) Close() error {
 		m.mu.Lock()
 		m.closed = true
 		m.mu.Unlock()
-		m.cancel()
-		m.wg.Wait()
+		m.life.Close()
 		m.closeErr = m.svc.Close()
 	})
 	return m.closeErr
@@ -254,12 +251,7 @@ func (m *Manager) spawnLocked(f func(ctx context.Context)) bool {
 	if m.closed {
 		return false
 	}
-	m.wg.Add(1)
-	go func() {
-		defer m.wg.Done()
-		f(m.ctx)
-	}()
-	return true
+	return m.life.Go(f)
 }
 
 // start picks up where the last run stopped: transfers that were moving

@@ -117,7 +117,7 @@ func (m *Manager) Received(ts []store.Transfer) {
 		case !t.Outgoing && t.State == store.TransferAccepted:
 			m.startRun(t.ID)
 		case !t.Outgoing && store.FinalState(t.State):
-			if m.ctx.Err() != nil {
+			if m.life.Context().Err() != nil {
 				continue // shutting down; the partial file goes at the next start
 			}
 			id := t.ID
@@ -159,10 +159,10 @@ func (m *Manager) startRun(id chat.MsgID) {
 		}
 		return
 	}
-	if m.closed || m.ctx.Err() != nil {
+	if m.closed || m.life.Context().Err() != nil {
 		return
 	}
-	ctx, cancel := context.WithCancel(m.ctx)
+	ctx, cancel := context.WithCancel(m.life.Context())
 	r := &fileRun{cancel: cancel, done: make(chan struct{}), kick: make(chan struct{}, 1)}
 	m.runs[id] = r
 	m.spawnLocked(func(context.Context) {

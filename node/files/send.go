@@ -246,7 +246,7 @@ func (m *Manager) abortServing(id chat.MsgID) {
 
 // served records how a stream serving an outgoing transfer ended.
 func (m *Manager) served(t store.Transfer, sent int64, err error) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(m.ctx), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(m.life.Context()), 10*time.Second)
 	defer cancel()
 	if errors.Is(err, errFileChanged) {
 		m.failOutgoing(ctx, &t, errFileChanged.Error())
@@ -265,7 +265,7 @@ func (m *Manager) served(t store.Transfer, sent int64, err error) {
 // relayWait notes that the receiver asked over a relay for a file too
 // large for it.
 func (m *Manager) relayWait(t store.Transfer) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(m.ctx), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(m.life.Context()), 10*time.Second)
 	defer cancel()
 	m.change(ctx, &t, func(x *store.Transfer) {
 		x.Reason = fmt.Sprintf("waiting for a direct link (relay limit %s)", file.FormatSize(m.cfg.RelayMax))

@@ -94,12 +94,12 @@ type Service struct {
 	// Flush.
 	depositing chan struct{}
 
-	ctx    context.Context
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	// life owns the loops and the token pushes in flight: each gets its
+	// lifetime context, Close waits for them, and after Close nothing
+	// starts.
+	life *wire.Tracker
 
-	mu       sync.Mutex // guards the following fields
-	closed   bool
+	mu       sync.Mutex            // guards the following fields
 	pushed   map[peer.ID]time.Time // last token given to each contact
 	pushing  map[peer.ID]*tokenPush
 	contacts map[peer.ID]*contactState
@@ -160,7 +160,7 @@ func New(cfg Config, key crypto.PrivKey, st Store, links Links, remote Remote, c
 	for _, o := range opts {
 		o(s)
 	}
-	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.life = wire.NewTracker()
 	if !cfg.Enabled {
 		return s, nil
 	}
@@ -178,28 +178,12 @@ func New(cfg Config, key crypto.PrivKey, st Store, links Links, remote Remote, c
 // Close stops the loops and the token pushes in flight and waits for
 // them. It is idempotent.
 func (s *Service) Close() error {
-	s.mu.Lock()
-	s.closed = true
-	s.mu.Unlock()
-	s.cancel()
-	s.wg.Wait()
+	s.life.Close()
 	return nil
 }
 
-// goRun starts f as a goroutine the Service owns: it gets the lifetime
-// context and Close waits for it. Once closing, it starts nothing.
-func (s *Service) goRun(f func(ctx context.Context)) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return
-	}
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		f(s.ctx)
-	}()
-}
+// goRun starts f as a goroutine the Service owns (see life).
+func (s *Service) goRun(f func(ctx context.Context)) { s.life.Go(f) }
 
 // HandleLink follows the links with contacts: a link that comes up gets
 // the contact a fresh token if it is due; every heartbeat over a live link

@@ -229,7 +229,7 @@ func (s *Service) setAccepted(ctx context.Context, c store.Contact) error {
 // dropRejected removes a pending_out contact whose request was rejected.
 // Callers hold reqs.mu.
 func (s *Service) dropRejected(c store.Contact) {
-	if err := s.store.RemoveContact(s.ctx, c.PeerID); err != nil {
+	if err := s.store.RemoveContact(s.life.Context(), c.PeerID); err != nil {
 		s.log.Warn("remove rejected request", "peer", c.PeerID.ShortString(), "err", err)
 		return
 	}

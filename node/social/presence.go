@@ -206,7 +206,7 @@ func (s *Service) publishSelf() {
 	s.self.mu.Lock()
 	e := control.Event{Type: control.EventSelf, Presence: s.self.manual, AutoAway: s.self.autoAway}
 	s.self.mu.Unlock()
-	if prof, err := s.store.OwnProfile(s.ctx); err == nil {
+	if prof, err := s.store.OwnProfile(s.life.Context()); err == nil {
 		e.StatusMessage = prof.Status
 	}
 	s.pub.Publish(e)

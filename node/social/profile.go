@@ -70,7 +70,7 @@ func (s *Service) profileAnnounced(p peer.ID, version uint64) {
 	if busy {
 		return // the fetch in flight re-checks when it is done
 	}
-	cached, err := s.store.ContactProfile(s.ctx, p)
+	cached, err := s.store.ContactProfile(s.life.Context(), p)
 	if err == nil && cached.Version >= version || err != nil && !errors.Is(err, store.ErrNotFound) {
 		return
 	}

@@ -109,9 +109,9 @@ type Service struct {
 	status  StatusSource
 	pub     core.Publisher
 
-	ctx    context.Context
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	// life owns the loops and the pushes in flight: each gets its
+	// lifetime context (life.Context), Close waits for them.
+	life *wire.Tracker
 
 	mu     sync.Mutex // guards the following fields
 	closed bool
@@ -152,26 +152,22 @@ func New(ctx context.Context, cfg Config, st Store, net Network, links Links, to
 		s.wds.add(p, at)
 		loaded = append(loaded, p)
 	}
-	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.life = wire.NewTracker()
 	s.goRun(s.idleLoop)
 	s.goRun(s.namesLoop)
 	s.goRun(func(ctx context.Context) { s.withdrawLoop(ctx, loaded) })
 	return s, nil
 }
 
-// goRun starts f as a goroutine owned by s: it gets the lifetime context
-// and Close waits for it. After Close it does nothing.
+// goRun starts f as a goroutine owned by s (see life). Once Close has
+// begun it starts nothing.
 func (s *Service) goRun(f func(ctx context.Context)) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return
+	closed := s.closed
+	s.mu.Unlock()
+	if !closed {
+		s.life.Go(f)
 	}
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		f(s.ctx)
-	}()
 }
 
 // Close tells connected contacts we are going (a clean stop, bounded by
@@ -188,8 +184,7 @@ func (s *Service) Close() error {
 	s.svcs = nil
 	s.mu.Unlock()
 	s.pushOffline()
-	s.cancel()
-	s.wg.Wait()
+	s.life.Close()
 	var errs []error
 	for _, svc := range svcs {
 		errs = append(errs, svc.Close())
@@ -218,7 +213,7 @@ func (s *Service) HandleLink(ev core.LinkEvent) {
 	case core.LinkDown:
 		s.peers.reset(p)
 		name := ""
-		if c, err := s.store.ContactByPeer(s.ctx, p); err == nil {
+		if c, err := s.store.ContactByPeer(s.life.Context(), p); err == nil {
 			name = c.Name
 		}
 		s.pub.Publish(control.Event{Type: control.EventPresence, PeerID: p.String(), Name: name, Presence: control.PresenceOffline})
