@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"sync"
 	"time"
 
@@ -107,11 +109,7 @@ func (s *Service) StopContact(p peer.ID) {
 func (s *Service) Contacts() []peer.ID {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	ids := make([]peer.ID, 0, len(s.links))
-	for id := range s.links {
-		ids = append(ids, id)
-	}
-	return ids
+	return slices.Collect(maps.Keys(s.links))
 }
 
 // LinkState is the state of the link with p; false if none runs.

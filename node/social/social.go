@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
+	"slices"
 	"sync"
 	"time"
 
@@ -279,9 +281,5 @@ func (cp *contactPeers) forget(p peer.ID) {
 func (cp *contactPeers) ids() []peer.ID {
 	cp.mu.Lock()
 	defer cp.mu.Unlock()
-	out := make([]peer.ID, 0, len(cp.m))
-	for p := range cp.m {
-		out = append(out, p)
-	}
-	return out
+	return slices.Collect(maps.Keys(cp.m))
 }

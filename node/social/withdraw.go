@@ -3,6 +3,8 @@ package social
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"sync"
 	"time"
 
@@ -115,11 +117,7 @@ func (w *withdrawals) olderThan(t time.Time) []peer.ID {
 func (w *withdrawals) ids() []peer.ID {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	out := make([]peer.ID, 0, len(w.m))
-	for p := range w.m {
-		out = append(out, p)
-	}
-	return out
+	return slices.Collect(maps.Keys(w.m))
 }
 
 // PendingWithdrawals lists the peers still owed a withdrawal (for status
