@@ -262,13 +262,14 @@ func (s *fakeStore) setGate(g chan struct{}) {
 
 // fakeLinks is Links with paths the test sets.
 type fakeLinks struct {
-	mu      sync.Mutex // guards the following fields
-	paths   map[peer.ID]core.Path
-	changed map[peer.ID]chan struct{}
+	core.PeerWatch // Changed, and Fire when the test changes a path
+
+	mu    sync.Mutex // guards the following fields
+	paths map[peer.ID]core.Path
 }
 
 func newFakeLinks() *fakeLinks {
-	return &fakeLinks{paths: map[peer.ID]core.Path{}, changed: map[peer.ID]chan struct{}{}}
+	return &fakeLinks{paths: map[peer.ID]core.Path{}}
 }
 
 func (l *fakeLinks) Path(p peer.ID) (core.Path, network.Conn) {
@@ -277,25 +278,11 @@ func (l *fakeLinks) Path(p peer.ID) (core.Path, network.Conn) {
 	return l.paths[p], nil
 }
 
-func (l *fakeLinks) Changed(p peer.ID) <-chan struct{} {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	ch, ok := l.changed[p]
-	if !ok {
-		ch = make(chan struct{})
-		l.changed[p] = ch
-	}
-	return ch
-}
-
 func (l *fakeLinks) set(p peer.ID, path core.Path) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.paths[p] = path
-	if ch, ok := l.changed[p]; ok {
-		close(ch)
-		delete(l.changed, p)
-	}
+	l.Fire(p)
 }
 
 // policy allows the peers in it.

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"testing"
 
+	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 	"github.com/stretchr/testify/require"
 
@@ -69,4 +70,30 @@ func TestCanChat(t *testing.T) {
 		require.ErrorIs(t, err, core.ErrConflict, state)
 		require.Contains(t, err.Error(), says)
 	}
+}
+
+// TestPeerWatch: Fire closes the channel Changed handed out for that peer
+// only, and the next Changed is a fresh, open one.
+func TestPeerWatch(t *testing.T) {
+	var w core.PeerWatch
+	a, b := peer.ID("a"), peer.ID("b")
+	ca, cb := w.Changed(a), w.Changed(b)
+	require.Equal(t, ca, w.Changed(a), "one channel per peer until it fires")
+	w.Fire(a)
+	select {
+	case <-ca:
+	default:
+		t.Fatal("Fire(a) left a's channel open")
+	}
+	select {
+	case <-cb:
+		t.Fatal("Fire(a) closed b's channel")
+	default:
+	}
+	select {
+	case <-w.Changed(a):
+		t.Fatal("a's next channel is already closed")
+	default:
+	}
+	w.Fire(peer.ID("nobody waits")) // no channel: nothing to do
 }

@@ -228,17 +228,18 @@ func (s *fakeStore) transfer(t *testing.T, id chat.MsgID) store.Transfer {
 }
 
 // fakeLinks reads the path off the host's connections unless a test sets
-// one; fire closes the Changed channel of a peer.
+// one; setting or clearing it fires the peer's Changed channel.
 type fakeLinks struct {
+	core.PeerWatch // Changed, and Fire when the test changes a path
+
 	h host.Host
 
-	mu      sync.Mutex
-	path    map[peer.ID]core.Path
-	changed map[peer.ID]chan struct{}
+	mu   sync.Mutex
+	path map[peer.ID]core.Path
 }
 
 func newFakeLinks(h host.Host) *fakeLinks {
-	return &fakeLinks{h: h, path: map[peer.ID]core.Path{}, changed: map[peer.ID]chan struct{}{}}
+	return &fakeLinks{h: h, path: map[peer.ID]core.Path{}}
 }
 
 func (l *fakeLinks) Path(p peer.ID) (core.Path, network.Conn) {
@@ -251,23 +252,12 @@ func (l *fakeLinks) Path(p peer.ID) (core.Path, network.Conn) {
 	return core.BestPath(l.h.Network().ConnsToPeer(p))
 }
 
-func (l *fakeLinks) Changed(p peer.ID) <-chan struct{} {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	ch, ok := l.changed[p]
-	if !ok {
-		ch = make(chan struct{})
-		l.changed[p] = ch
-	}
-	return ch
-}
-
 // setPath pins the path to p and fires its change.
 func (l *fakeLinks) setPath(p peer.ID, path core.Path) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.path[p] = path
-	l.fireLocked(p)
+	l.Fire(p)
 }
 
 // clearPath goes back to the host's connections to p and fires its
@@ -276,14 +266,7 @@ func (l *fakeLinks) clearPath(p peer.ID) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	delete(l.path, p)
-	l.fireLocked(p)
-}
-
-func (l *fakeLinks) fireLocked(p peer.ID) {
-	if ch, ok := l.changed[p]; ok {
-		close(ch)
-		delete(l.changed, p)
-	}
+	l.Fire(p)
 }
 
 type fakeChat struct {

@@ -175,7 +175,7 @@ func (s *Service) runContact(ctx context.Context, l *contactLink) {
 	}
 	prev := core.PathNone
 	for ctx.Err() == nil {
-		changed := s.watch.changed(p)
+		changed := s.watch.Changed(p)
 		path := s.updatePath(ctx, l)
 		if path != prev && path != core.PathNone {
 			// Measure the new path at once rather than at the next
@@ -340,7 +340,7 @@ func (s *Service) connectContact(ctx context.Context, p peer.ID) error {
 	// connection, and its heartbeats run, at once.
 	go func() {
 		for dctx.Err() == nil {
-			changed := s.watch.changed(p)
+			changed := s.watch.Changed(p)
 			if path, _ := s.Path(p); path != core.PathNone {
 				cancel()
 				return

@@ -180,8 +180,8 @@ func (s *Service) startEventLoop() error {
 	// relayed link replaced by a direct one) do not change connectedness,
 	// so links also need the network's notifications.
 	nb := &network.NotifyBundle{
-		ConnectedF:    func(_ network.Network, c network.Conn) { s.watch.fire(c.RemotePeer()) },
-		DisconnectedF: func(_ network.Network, c network.Conn) { s.watch.fire(c.RemotePeer()) },
+		ConnectedF:    func(_ network.Network, c network.Conn) { s.watch.Fire(c.RemotePeer()) },
+		DisconnectedF: func(_ network.Network, c network.Conn) { s.watch.Fire(c.RemotePeer()) },
 	}
 	s.host.Network().Notify(nb)
 	s.goRun(func(ctx context.Context) {
@@ -197,7 +197,7 @@ func (s *Service) startEventLoop() error {
 				}
 				switch e := e.(type) {
 				case event.EvtPeerConnectednessChanged:
-					s.watch.fire(e.Peer)
+					s.watch.Fire(e.Peer)
 				case event.EvtPeerIdentificationCompleted:
 					s.onIdentified(e)
 				case event.EvtLocalAddressesUpdated:
@@ -222,7 +222,7 @@ func (s *Service) onIdentified(e event.EvtPeerIdentificationCompleted) {
 			l.setObserved(e.Conn.RemoteMultiaddr(), e.ObservedAddr)
 		}
 	}
-	s.watch.fire(e.Peer)
+	s.watch.Fire(e.Peer)
 }
 
 // checkListening fails if a listen address with a fixed port could not be

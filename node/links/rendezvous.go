@@ -166,7 +166,7 @@ func (s *Service) rdvSession(ctx context.Context, l *rdvLink) error {
 	defer hb.Stop()
 	defer timer.Stop()
 	for {
-		changed := s.watch.changed(id)
+		changed := s.watch.Changed(id)
 		if s.host.Network().Connectedness(id) != network.Connected {
 			return errRendezvousLost
 		}

@@ -91,7 +91,7 @@ type Service struct {
 	nat   *natWatch
 	gater *blockGater
 	plan  *dialPlan
-	watch *connWatch
+	watch core.PeerWatch // connection changes, per peer
 	rdvs  []*rdvLink
 	ready chan struct{} // closed once hole punching is armed (or we gave up waiting)
 
@@ -139,7 +139,6 @@ func New(key crypto.PrivKey, cfg Config, contacts Contacts, pub core.Publisher, 
 		contacts: contacts,
 		pub:      pub,
 		created:  time.Now(),
-		watch:    newConnWatch(),
 		ready:    make(chan struct{}),
 		links:    map[peer.ID]*contactLink{},
 		ctx:      ctx,
@@ -219,7 +218,7 @@ func (s *Service) Path(p peer.ID) (core.Path, network.Conn) {
 
 // Changed returns a channel closed at the next connection change of p (a
 // connection opened or closed, connectedness changed, identify finished).
-func (s *Service) Changed(p peer.ID) <-chan struct{} { return s.watch.changed(p) }
+func (s *Service) Changed(p peer.ID) <-chan struct{} { return s.watch.Changed(p) }
 
 // SetBlocked makes the connection gater refuse (or again accept) every
 // connection to or from p. It does not close open ones.

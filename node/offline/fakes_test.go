@@ -254,15 +254,16 @@ func (s *fakeStore) ContactByPeer(_ context.Context, p peer.ID) (store.Contact, 
 // --- links ---
 
 type fakeLinks struct {
+	core.PeerWatch // Changed, and Fire when the test changes a path
+
 	mu        sync.Mutex
 	paths     map[peer.ID]core.Path
 	connected map[peer.ID]bool
-	changed   map[peer.ID]chan struct{}
 	connects  []peer.AddrInfo
 }
 
 func newFakeLinks() *fakeLinks {
-	return &fakeLinks{paths: map[peer.ID]core.Path{}, connected: map[peer.ID]bool{}, changed: map[peer.ID]chan struct{}{}}
+	return &fakeLinks{paths: map[peer.ID]core.Path{}, connected: map[peer.ID]bool{}}
 }
 
 func (l *fakeLinks) Path(p peer.ID) (core.Path, network.Conn) {
@@ -271,26 +272,12 @@ func (l *fakeLinks) Path(p peer.ID) (core.Path, network.Conn) {
 	return l.paths[p], nil
 }
 
-func (l *fakeLinks) Changed(p peer.ID) <-chan struct{} {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	ch, ok := l.changed[p]
-	if !ok {
-		ch = make(chan struct{})
-		l.changed[p] = ch
-	}
-	return ch
-}
-
 // setConnected connects or disconnects p and wakes whoever watches it.
 func (l *fakeLinks) setConnected(p peer.ID, up bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.connected[p] = up
-	if ch, ok := l.changed[p]; ok {
-		close(ch)
-		delete(l.changed, p)
-	}
+	l.Fire(p)
 }
 
 func (l *fakeLinks) Connected(p peer.ID) bool {
